@@ -1,0 +1,44 @@
+//! Map names (as the program declares them and userspace looks them up), capacities and protocol
+//! numbers. Capacities count both generation slots: a policy of N entries needs room for 2N while the
+//! next one is built beside it.
+
+pub const ACTIVE: &str = "ACTIVE";
+pub const SETTINGS: &str = "SETTINGS";
+pub const PORTS: &str = "PORTS";
+pub const STATS: &str = "STATS";
+pub const BLOCK4_EXACT: &str = "BLOCK4_EXACT";
+pub const BLOCK4_LPM: &str = "BLOCK4_LPM";
+pub const BLOCK6_EXACT: &str = "BLOCK6_EXACT";
+pub const BLOCK6_LPM: &str = "BLOCK6_LPM";
+pub const ISOLATED4: &str = "ISOLATED4";
+pub const ISOLATED6: &str = "ISOLATED6";
+pub const SHARED4: &str = "SHARED4";
+pub const SHARED6: &str = "SHARED6";
+pub const GOVNET4: &str = "GOVNET4";
+pub const GOVNET6: &str = "GOVNET6";
+pub const ALLOW4: &str = "ALLOW4";
+pub const ALLOW6: &str = "ALLOW6";
+
+/// Every map, for pinning and adoption.
+pub const ALL: [&str; 16] = [
+    ACTIVE, SETTINGS, PORTS, STATS, BLOCK4_EXACT, BLOCK4_LPM, BLOCK6_EXACT, BLOCK6_LPM, ISOLATED4,
+    ISOLATED6, SHARED4, SHARED6, GOVNET4, GOVNET6, ALLOW4, ALLOW6,
+];
+
+/// Generation slots.
+pub const SLOTS: u32 = 2;
+pub const MAX_PORTS: u32 = 64;
+pub const STATS_LEN: u32 = crate::Role::STATS_ROWS * crate::Reason::COUNT;
+
+/// Per-slot capacities (the maps hold twice this). Exact addresses and prefixes are separate budgets;
+/// together the blocklists hold well over 1,000,000 entries per policy.
+pub const BLOCK4_EXACT_PER_SLOT: u32 = 1_200_000;
+pub const BLOCK4_LPM_PER_SLOT: u32 = 1_200_000;
+pub const BLOCK6_EXACT_PER_SLOT: u32 = 262_144;
+pub const BLOCK6_LPM_PER_SLOT: u32 = 262_144;
+pub const SMALL_PER_SLOT: u32 = 16_384;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;

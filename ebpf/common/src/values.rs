@@ -1,0 +1,136 @@
+//! Map values and the load-time configuration. Each map has one writer: userspace writes policy and
+//! port maps, the kernel writes counters.
+
+/// A port of the gateway: value of [`crate::maps::PORTS`], keyed by ifindex (`u32`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortConf {
+    /// A [`crate::Role`] discriminant.
+    pub role: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<PortConf>() == 8);
+
+/// A protocol/port range one allow rule admits. `proto` 0 = any protocol (then the range is the full
+/// range). Ports are host order and inclusive; for ICMP the range is ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub struct PortRule {
+    pub proto: u8,
+    pub _pad: [u8; 1],
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub _pad2: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
+
+impl PortRule {
+    pub const ANY_PROTO: u8 = 0;
+
+    pub const fn new(proto: u8, port_lo: u16, port_hi: u16) -> Self {
+        PortRule { proto, _pad: [0], port_lo, port_hi, _pad2: [0; 2] }
+    }
+
+    /// Whether a packet of `proto` to destination port `dport` matches. `dport` is `None` when the
+    /// packet carries no port (ICMP, non-first fragment): then only a rule covering every port matches,
+    /// except for ICMP/ICMPv6 rules, which have no ports.
+    pub const fn admits(&self, proto: u8, dport: Option<u16>) -> bool {
+        if self.proto != Self::ANY_PROTO && self.proto != proto {
+            return false;
+        }
+        if self.proto == crate::maps::IPPROTO_ICMP || self.proto == crate::maps::IPPROTO_ICMPV6 {
+            return true;
+        }
+        match dport {
+            Some(p) => p >= self.port_lo && p <= self.port_hi,
+            None => self.port_lo == 0 && self.port_hi == u16::MAX,
+        }
+    }
+}
+
+/// Most rules one (system, source prefix) pair can carry; the compiler refuses more.
+pub const MAX_ALLOW_RULES: usize = 16;
+
+/// Value of the allow-rule LPM maps: the union of the rules of every source prefix covering the key's
+/// prefix (the compiler folds covering rules in, so the longest match alone decides).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowSet {
+    pub count: u32,
+    pub _pad: u32,
+    pub rules: [PortRule; MAX_ALLOW_RULES],
+}
+const _: () = assert!(core::mem::size_of::<AllowSet>() == 8 + 8 * MAX_ALLOW_RULES);
+
+impl AllowSet {
+    pub const EMPTY: AllowSet =
+        AllowSet { count: 0, _pad: 0, rules: [PortRule::new(0, 0, 0); MAX_ALLOW_RULES] };
+}
+
+/// Kind of a govnet prefix (value of the `GOVNET` maps).
+pub const GOVNET_SHARED: u32 = 1;
+pub const GOVNET_DEDICATED: u32 = 2;
+
+/// Per-generation policy settings: value of [`crate::maps::SETTINGS`], indexed by generation slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// 1 once a policy has been written into this slot.
+    pub loaded: u32,
+    /// `SETTING_*` bits.
+    pub flags: u32,
+    /// The policy generation (monotonic, userspace's count of applies).
+    pub generation: u64,
+    /// SHA-256 of the compiled map image, for `status`.
+    pub image_hash: [u8; 32],
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 48);
+
+/// Drop every non-first IPv4/IPv6 fragment instead of judging it on its addresses alone.
+pub const SETTING_DROP_FRAGMENTS: u32 = 1 << 0;
+
+impl Settings {
+    pub const EMPTY: Settings = Settings { loaded: 0, flags: 0, generation: 0, image_hash: [0; 32] };
+}
+
+/// One per-CPU counter cell of [`crate::maps::STATS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+
+/// Load-time options of the data path (`EbpfLoader::set_global("DATAPATH_CONFIG", …)`). Versioned so a
+/// loader and a program of different builds notice the mismatch instead of misreading fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathConfig {
+    pub version: u32,
+    /// `CFG_*` bits.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<DatapathConfig>() == 8);
+
+pub const DATAPATH_CONFIG_VERSION: u32 = 1;
+/// Ask `bpf_fib_lookup` not to resolve the neighbour (kernel ≥ 6.3): the egress port is all we need.
+pub const CFG_FIB_SKIP_NEIGH: u32 = 1 << 0;
+
+impl DatapathConfig {
+    pub const DEFAULT: DatapathConfig =
+        DatapathConfig { version: DATAPATH_CONFIG_VERSION, flags: CFG_FIB_SKIP_NEIGH };
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all impls below): each type is #[repr(C)], Copy, made only of integers and integer arrays,
+    // with every padding byte an explicit field (sizes asserted above), so any bit pattern is valid.
+    unsafe impl aya::Pod for super::PortConf {}
+    unsafe impl aya::Pod for super::PortRule {}
+    unsafe impl aya::Pod for super::AllowSet {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::DatapathConfig {}
+}

@@ -1,0 +1,189 @@
+//! The map image: a compiled policy as plain data, exactly what the data-path maps will hold for one
+//! generation slot. The loader writes it into the maps, the reference model evaluates it, `diff`
+//! compares two of them. It knows nothing of files, TOML or aya.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use gateway_common::values::PortRule;
+use ipnet::{Ipv4Net, Ipv6Net};
+use sha2::{Digest, Sha256};
+
+/// Index of a feed in [`MapImage::feeds`]; the value of every blocklist entry.
+pub type FeedId = u32;
+/// Index of a shared system in [`MapImage::systems`]; the value of the shared-system maps.
+pub type SystemId = u32;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapImage {
+    /// Feeds (and the policy's inline blocklist) in id order, for attribution of blocklist hits.
+    pub feeds: Vec<FeedInfo>,
+    /// Shared systems in id order.
+    pub systems: Vec<SystemInfo>,
+
+    /// Blocked exact addresses (/32, /128) → feed; not covered by any prefix below (deduplicated).
+    pub block4_exact: BTreeMap<Ipv4Addr, FeedId>,
+    pub block6_exact: BTreeMap<Ipv6Addr, FeedId>,
+    /// Blocked prefixes → feed; no prefix covers another (overlaps merged into the covering one).
+    pub block4_prefixes: BTreeMap<Ipv4Net, FeedId>,
+    pub block6_prefixes: BTreeMap<Ipv6Net, FeedId>,
+
+    /// Isolated (R11) host prefixes.
+    pub isolated4: BTreeSet<Ipv4Net>,
+    pub isolated6: BTreeSet<Ipv6Net>,
+
+    /// Shared-system destination prefixes → system.
+    pub shared4: BTreeMap<Ipv4Net, SystemId>,
+    pub shared6: BTreeMap<Ipv6Net, SystemId>,
+
+    /// Union of shared-system and dedicated-network prefixes → `GOVNET_SHARED` / `GOVNET_DEDICATED`
+    /// (gateway_common::values); used for source checks on the dedicated and internet ports and for
+    /// isolated hosts.
+    pub govnet4: BTreeMap<Ipv4Net, u32>,
+    pub govnet6: BTreeMap<Ipv6Net, u32>,
+
+    /// (system, source prefix) → the rules admitted for that source. The compiler has already folded
+    /// in the rules of every shorter source prefix of the same system that covers this one, so the
+    /// longest match alone decides. At most `MAX_ALLOW_RULES` rules per entry, sorted, deduplicated.
+    pub allow4: BTreeMap<(SystemId, Ipv4Net), Vec<PortRule>>,
+    pub allow6: BTreeMap<(SystemId, Ipv6Net), Vec<PortRule>>,
+
+    /// `SETTING_*` bits of gateway_common::values.
+    pub settings_flags: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedInfo {
+    pub name: String,
+    /// Entries this feed contributed to the image after deduplication.
+    pub entries: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub name: String,
+}
+
+impl MapImage {
+    /// Total number of map entries the image writes into one slot.
+    pub fn entry_count(&self) -> usize {
+        self.block4_exact.len()
+            + self.block6_exact.len()
+            + self.block4_prefixes.len()
+            + self.block6_prefixes.len()
+            + self.isolated4.len()
+            + self.isolated6.len()
+            + self.shared4.len()
+            + self.shared6.len()
+            + self.govnet4.len()
+            + self.govnet6.len()
+            + self.allow4.len()
+            + self.allow6.len()
+    }
+
+    /// SHA-256 over a canonical binary encoding (sections tagged, entries in BTree order), shown by
+    /// `status` and stored in the maps. Names are included: renaming a feed changes the hash.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        put_len(&mut h, b"feeds", self.feeds.len());
+        put_len(&mut h, b"systems", self.systems.len());
+        for f in &self.feeds {
+            put_str(&mut h, &f.name);
+        }
+        for s in &self.systems {
+            put_str(&mut h, &s.name);
+        }
+        put_len(&mut h, b"b4x", self.block4_exact.len());
+        for (a, v) in &self.block4_exact {
+            h.update(a.octets());
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"b6x", self.block6_exact.len());
+        for (a, v) in &self.block6_exact {
+            h.update(a.octets());
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"b4p", self.block4_prefixes.len());
+        for (n, v) in &self.block4_prefixes {
+            put_net4(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"b6p", self.block6_prefixes.len());
+        for (n, v) in &self.block6_prefixes {
+            put_net6(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"i4", self.isolated4.len());
+        self.isolated4.iter().for_each(|n| put_net4(&mut h, n));
+        put_len(&mut h, b"i6", self.isolated6.len());
+        self.isolated6.iter().for_each(|n| put_net6(&mut h, n));
+        put_len(&mut h, b"s4", self.shared4.len());
+        for (n, v) in &self.shared4 {
+            put_net4(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"s6", self.shared6.len());
+        for (n, v) in &self.shared6 {
+            put_net6(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"g4", self.govnet4.len());
+        for (n, v) in &self.govnet4 {
+            put_net4(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"g6", self.govnet6.len());
+        for (n, v) in &self.govnet6 {
+            put_net6(&mut h, n);
+            h.update(v.to_be_bytes());
+        }
+        put_len(&mut h, b"a4", self.allow4.len());
+        for ((s, n), rules) in &self.allow4 {
+            h.update(s.to_be_bytes());
+            put_net4(&mut h, n);
+            put_rules(&mut h, rules);
+        }
+        put_len(&mut h, b"a6", self.allow6.len());
+        for ((s, n), rules) in &self.allow6 {
+            h.update(s.to_be_bytes());
+            put_net6(&mut h, n);
+            put_rules(&mut h, rules);
+        }
+        h.update(self.settings_flags.to_be_bytes());
+        h.finalize().into()
+    }
+}
+
+fn put_len(h: &mut Sha256, tag: &[u8], len: usize) {
+    h.update(tag);
+    h.update((len as u64).to_be_bytes());
+}
+
+fn put_str(h: &mut Sha256, s: &str) {
+    put_len(h, b"s", s.len());
+    h.update(s.as_bytes());
+}
+
+fn put_net4(h: &mut Sha256, n: &Ipv4Net) {
+    h.update(n.addr().octets());
+    h.update([n.prefix_len()]);
+}
+
+fn put_net6(h: &mut Sha256, n: &Ipv6Net) {
+    h.update(n.addr().octets());
+    h.update([n.prefix_len()]);
+}
+
+fn put_rules(h: &mut Sha256, rules: &[PortRule]) {
+    put_len(h, b"r", rules.len());
+    for r in rules {
+        h.update([r.proto]);
+        h.update(r.port_lo.to_be_bytes());
+        h.update(r.port_hi.to_be_bytes());
+    }
+}
+
+/// Lowercase hex of a hash, for display.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

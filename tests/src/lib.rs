@@ -1,0 +1,1 @@
+//! Test support: namespace lab and packet corpus.
