@@ -1,1 +1,17 @@
-//! gatewayd and gatewayctl.
+//! gatewayd (the daemon that owns the data path) and gatewayctl (its command line).
+//!
+//! They speak newline-delimited JSON over a Unix socket (`control`): one request, one response per
+//! connection. `engine` is the daemon's state and the only place that changes the data path;
+//! `render` turns responses into the tables gatewayctl prints.
+pub mod control;
+pub mod engine;
+pub mod journal;
+pub mod render;
+pub mod server;
+
+/// Default locations on the appliance.
+pub mod defaults {
+    pub const PIN_DIR: &str = "/sys/fs/bpf/gateway";
+    pub const STATE_DIR: &str = "/var/lib/gateway";
+    pub const SOCKET: &str = "/run/gateway/gatewayd.sock";
+}

@@ -1,0 +1,119 @@
+//! The control protocol between gatewayctl and gatewayd.
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Compile the policy file at this absolute path and swap it in.
+    Apply { policy: PathBuf },
+    Status,
+    Stats,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Applied(ApplyResult),
+    Status(StatusReport),
+    Stats(StatsReport),
+    Error(ErrorReport),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The policy (or a feed it names) was refused; the running policy is untouched.
+    Policy,
+    /// The request itself was malformed.
+    Request,
+    /// The kernel or the daemon failed.
+    Internal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub generation: u64,
+    pub image_hash: String,
+    pub slot: u8,
+    pub unchanged: bool,
+    pub entries: usize,
+    pub written: usize,
+    pub deleted: usize,
+    pub purged: usize,
+    pub compile_ms: f64,
+    pub apply_ms: f64,
+    pub diff: String,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub generation: u64,
+    pub image_hash: String,
+    pub slot: u8,
+    pub policy: String,
+    pub profile: String,
+    pub entries: usize,
+    pub feeds: Vec<FeedStatus>,
+    pub ports: Vec<PortStatus>,
+    pub passed_packets: u64,
+    pub dropped_packets: u64,
+    pub pid: u32,
+    /// This process adopted maps pinned by an earlier one.
+    pub adopted: bool,
+    pub last_apply_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FeedStatus {
+    pub name: String,
+    pub entries: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PortStatus {
+    pub name: String,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub role: String,
+    pub mode: String,
+    pub adopted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub counters: Vec<CounterJson>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CounterJson {
+    pub role: String,
+    pub reason: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Longest request line accepted; anything longer is refused, not buffered.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Sends one request and reads the response (blocking; used by gatewayctl and tests).
+pub fn request(socket: &std::path::Path, request: &Request) -> std::io::Result<Response> {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(std::io::Error::other)
+}

@@ -1,0 +1,304 @@
+//! The daemon's state and the only code that changes the data path: start (load or adopt, bind ports,
+//! apply, attach) and the control requests.
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use gateway_common::{Reason, Verdict, values::DatapathConfig};
+use gateway_dataplane::{AttachedPort, Dataplane, DataplaneError, Persistence, XdpModeName};
+use gateway_policy::{PolicyError, image::MapImage, profile::Profile};
+
+use crate::journal::{self, Journal};
+use crate::control::{
+    ApplyResult, CounterJson, ErrorKind, ErrorReport, FeedStatus, PortStatus, Request, Response,
+    StatsReport, StatusReport,
+};
+
+/// Where the daemon keeps things.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub profile: PathBuf,
+    pub policy: PathBuf,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The profile or policy was refused: nothing was touched.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("state directory")]
+    State(#[source] std::io::Error),
+}
+
+pub struct Engine {
+    dp: Dataplane,
+    profile_path: PathBuf,
+    policy_path: PathBuf,
+    image: Arc<MapImage>,
+    generation: u64,
+    ports: Vec<AttachedPort>,
+    last_apply: Duration,
+    journal: Journal,
+}
+
+/// A compiled policy with what it took.
+struct Compiled {
+    image: Arc<MapImage>,
+    warnings: Vec<String>,
+    took: Duration,
+}
+
+fn compile(policy: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
+    let started = Instant::now();
+    let c = gateway_policy::compile(policy, profile)?;
+    Ok(Compiled {
+        image: Arc::new(c.image),
+        warnings: c.warnings.iter().map(ToString::to_string).collect(),
+        took: started.elapsed(),
+    })
+}
+
+impl Engine {
+    /// Brings the data path up (or takes it over) with `opts.policy` in force.
+    ///
+    /// Order matters: the policy is compiled before anything is touched (a bad one changes nothing),
+    /// ports are bound to roles and the policy written before the program is attached to a new
+    /// port, so no port ever runs the program without its role and a policy.
+    pub fn start(opts: &StartOptions) -> Result<Engine, StartError> {
+        let profile = gateway_policy::profile::load_profile(&opts.profile)?;
+        let compiled = compile(&opts.policy, &profile)?;
+        let journal = Journal::open(&opts.state_dir).map_err(StartError::State)?;
+        let mut resolved = Vec::new();
+        for spec in &profile.ports {
+            let (ifname, ifindex) = gateway_dataplane::resolve_port(spec)?;
+            resolved.push((spec.clone(), ifname, ifindex));
+        }
+
+        let mut dp = Dataplane::load(Persistence::Pinned(opts.pin_dir.clone()), DatapathConfig::DEFAULT)?;
+        let bindings: Vec<_> = resolved.iter().map(|(s, _, i)| (*i, s.role)).collect();
+        dp.bind_ports(&bindings)?;
+
+        let active = dp.active()?;
+        let in_force = active.loaded && active.image_hash == compiled.image.hash();
+        let mut generation = if active.loaded { active.generation } else { 0 };
+        let mut last_apply = Duration::ZERO;
+        if in_force {
+            tracing::info!(generation, "adopted pinned data path; the policy in force is this one");
+        } else {
+            generation += 1;
+            let report = dp.apply(compiled.image.clone(), generation)?;
+            last_apply = report.duration;
+            tracing::info!(
+                generation,
+                slot = report.slot,
+                written = report.entries_written,
+                purged = report.entries_purged,
+                ms = report.duration.as_secs_f64() * 1e3,
+                "policy applied"
+            );
+            record(&journal, generation, &compiled.image, &opts.policy, report.duration, "start");
+        }
+
+        let mut ports = Vec::new();
+        for (spec, ifname, ifindex) in resolved {
+            let mode = XdpModeName::from(spec.xdp_mode);
+            let adopted = dp.attach(&spec.name, ifindex, mode)?;
+            tracing::info!(port = %spec.name, %ifname, ifindex, mode = mode.as_str(), adopted, "port attached");
+            ports.push(AttachedPort { name: spec.name.clone(), ifname, ifindex, role: spec.role, mode, adopted });
+        }
+        Ok(Engine {
+            dp,
+            profile_path: opts.profile.clone(),
+            policy_path: opts.policy.clone(),
+            image: compiled.image,
+            generation,
+            ports,
+            last_apply,
+            journal,
+        })
+    }
+
+    pub fn handle(&mut self, request: Request) -> Response {
+        match request {
+            Request::Apply { policy } => self.apply(&policy, "apply"),
+            Request::Status => self.status(),
+            Request::Stats => self.stats(),
+        }
+    }
+
+    /// Re-reads the policy the daemon was started with or last applied (SIGHUP).
+    pub fn reload(&mut self) -> Response {
+        let path = self.policy_path.clone();
+        self.apply(&path, "reload")
+    }
+
+    fn apply(&mut self, policy: &Path, cause: &str) -> Response {
+        if !policy.is_absolute() {
+            return error(ErrorKind::Request, format!("policy path must be absolute: {}", policy.display()));
+        }
+        let profile = match gateway_policy::profile::load_profile(&self.profile_path) {
+            Ok(p) => p,
+            Err(e) => return error(ErrorKind::Policy, e.to_string()),
+        };
+        let compiled = match compile(policy, &profile) {
+            Ok(c) => c,
+            Err(e) => return error(ErrorKind::Policy, e.to_string()),
+        };
+        let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
+        let hash = compiled.image.hash();
+        if self.dp.active().is_ok_and(|a| a.loaded && a.image_hash == hash) {
+            self.policy_path = policy.to_owned();
+            return Response::Applied(ApplyResult {
+                generation: self.generation,
+                image_hash: gateway_policy::image::hex(&hash),
+                slot: self.dp.active().map(|a| a.slot).unwrap_or_default(),
+                unchanged: true,
+                entries: compiled.image.entry_count(),
+                written: 0,
+                deleted: 0,
+                purged: 0,
+                compile_ms: ms(compiled.took),
+                apply_ms: 0.0,
+                diff,
+                warnings: compiled.warnings,
+            });
+        }
+        let generation = self.generation + 1;
+        match self.dp.apply(compiled.image.clone(), generation) {
+            Ok(report) => {
+                tracing::info!(generation, policy = %policy.display(), ms = ms(report.duration), "policy applied");
+                self.generation = generation;
+                self.image = compiled.image.clone();
+                self.policy_path = policy.to_owned();
+                self.last_apply = report.duration;
+                record(&self.journal, generation, &compiled.image, policy, report.duration, cause);
+                Response::Applied(ApplyResult {
+                    generation,
+                    image_hash: gateway_policy::image::hex(&hash),
+                    slot: report.slot,
+                    unchanged: false,
+                    entries: compiled.image.entry_count(),
+                    written: report.entries_written,
+                    deleted: report.entries_deleted,
+                    purged: report.entries_purged,
+                    compile_ms: ms(compiled.took),
+                    apply_ms: ms(report.duration),
+                    diff,
+                    warnings: compiled.warnings,
+                })
+            }
+            Err(e) => error(ErrorKind::Internal, chain(&e)),
+        }
+    }
+
+    fn status(&self) -> Response {
+        let active = match self.dp.active() {
+            Ok(a) => a,
+            Err(e) => return error(ErrorKind::Internal, chain(&e)),
+        };
+        let counters = match self.dp.counters() {
+            Ok(c) => c,
+            Err(e) => return error(ErrorKind::Internal, chain(&e)),
+        };
+        let total = |v: Verdict| counters.iter().filter(|c| c.reason.verdict() == v).map(|c| c.packets).sum();
+        Response::Status(StatusReport {
+            generation: active.generation,
+            image_hash: gateway_policy::image::hex(&active.image_hash),
+            slot: active.slot,
+            policy: self.policy_path.display().to_string(),
+            profile: self.profile_path.display().to_string(),
+            entries: self.image.entry_count(),
+            feeds: self
+                .image
+                .feeds
+                .iter()
+                .map(|f| FeedStatus { name: f.name.clone(), entries: f.entries })
+                .collect(),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortStatus {
+                    name: p.name.clone(),
+                    ifname: p.ifname.clone(),
+                    ifindex: p.ifindex,
+                    role: p.role.as_str().to_owned(),
+                    mode: p.mode.as_str().to_owned(),
+                    adopted: p.adopted,
+                })
+                .collect(),
+            passed_packets: total(Verdict::Pass),
+            dropped_packets: total(Verdict::Drop),
+            pid: std::process::id(),
+            adopted: !self.dp.fresh(),
+            last_apply_ms: ms(self.last_apply),
+        })
+    }
+
+    fn stats(&self) -> Response {
+        match self.dp.counters() {
+            Ok(rows) => Response::Stats(StatsReport {
+                counters: rows
+                    .into_iter()
+                    .map(|r| CounterJson {
+                        role: r.role.to_owned(),
+                        reason: r.reason.as_str().to_owned(),
+                        verdict: verdict_word(r.reason).to_owned(),
+                        packets: r.packets,
+                        bytes: r.bytes,
+                    })
+                    .collect(),
+            }),
+            Err(e) => error(ErrorKind::Internal, chain(&e)),
+        }
+    }
+}
+
+/// A journal failure must not undo an applied policy; it is logged loudly instead.
+fn record(journal: &Journal, generation: u64, image: &MapImage, policy: &Path, took: Duration, cause: &str) {
+    let hash = gateway_policy::image::hex(&image.hash());
+    let entry = journal::Entry {
+        unix_time: 0,
+        generation,
+        image_hash: &hash,
+        policy,
+        entries: image.entry_count(),
+        apply_ms: ms(took),
+        cause,
+    };
+    if let Err(e) = journal.record(entry) {
+        tracing::error!(error = %e, "could not write the apply journal");
+    }
+}
+
+pub fn verdict_word(reason: Reason) -> &'static str {
+    match reason.verdict() {
+        Verdict::Pass => "pass",
+        Verdict::Drop => "drop",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn error(kind: ErrorKind, message: String) -> Response {
+    Response::Error(ErrorReport { kind, message })
+}
+
+/// An error with its sources, one per clause: kernel errors are only useful with their cause.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong between us and the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP object failed")]
+    Load(#[source] aya::EbpfError),
+    #[error("XDP program `{name}`")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("program `{0}` missing from the XDP object")]
+    MissingProgram(&'static str),
+    #[error("map `{name}`")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("map `{0}` missing from the XDP object")]
+    MissingMap(&'static str),
+    #[error("pin directory {path}")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not on a bpffs (mount one with `mount -t bpf bpf <dir>`)")]
+    NotBpffs { path: PathBuf },
+    #[error("pinned link {path}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "port {port}: the kernel attached it without a bpf_link (netlink fallback); \
+         such an attachment cannot be pinned or adopted, refusing it"
+    )]
+    NoBpfLink { port: String },
+    #[error("port {port}: {message}")]
+    Port { port: String, message: String },
+    #[error("policy needs {needed} entries in {map} but its slot holds {capacity}")]
+    Capacity { map: &'static str, needed: usize, capacity: u32 },
+    #[error("BPF_PROG_TEST_RUN")]
+    TestRun(#[source] aya::programs::ProgramError),
+    #[error("one test run moved {0} counters instead of exactly one (is another process using this program?)")]
+    CountersMoved(usize),
+    #[error("XDP program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
+    UnexpectedAction(u32),
+}

@@ -1,0 +1,188 @@
+//! Ports: find the interface a profile port names, bind it to its role in `PORTS`, attach the program
+//! in the mode the profile asks for (never silently another), and pin the link so a restarted or
+//! upgraded daemon can take it over without a gap.
+
+use std::{collections::BTreeSet, path::Path};
+
+use aya::programs::{
+    Xdp,
+    links::{FdLink, PinnedLink},
+    xdp::{XdpLink, XdpMode},
+};
+use gateway_common::{Role, maps as names, values::PortConf};
+use gateway_policy::profile::{DeviceMatch, PortSpec, XdpMode as ProfileMode};
+
+use crate::{DataplaneError, Dataplane, object};
+
+/// The XDP mode a port runs in, as shown by `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpModeName {
+    Native,
+    Generic,
+}
+
+impl XdpModeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpModeName::Native => "native",
+            XdpModeName::Generic => "generic",
+        }
+    }
+
+    fn aya(self) -> XdpMode {
+        match self {
+            XdpModeName::Native => XdpMode::Driver,
+            XdpModeName::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+impl From<ProfileMode> for XdpModeName {
+    fn from(m: ProfileMode) -> Self {
+        match m {
+            ProfileMode::Native => XdpModeName::Native,
+            ProfileMode::Generic => XdpModeName::Generic,
+        }
+    }
+}
+
+/// A port as attached.
+#[derive(Clone, Debug)]
+pub struct AttachedPort {
+    pub name: String,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub role: Role,
+    pub mode: XdpModeName,
+    /// The program was swapped into a link a previous process pinned (no gap), not newly attached.
+    pub adopted: bool,
+}
+
+/// Finds the interface a profile port names: `(ifname, ifindex)`. Reads /sys/class/net.
+pub fn resolve_port(spec: &PortSpec) -> Result<(String, u32), DataplaneError> {
+    let err = |message: String| DataplaneError::Port { port: spec.name.clone(), message };
+    let ifname = match &spec.device {
+        DeviceMatch::Ifname(name) => name.clone(),
+        DeviceMatch::Pci(addr) => {
+            let dir = Path::new("/sys/bus/pci/devices").join(addr).join("net");
+            let mut names = read_names(&dir)
+                .map_err(|e| err(format!("no network interface at PCI {addr} ({e})")))?;
+            names.pop_first().ok_or_else(|| err(format!("PCI {addr} has no network interface")))?
+        }
+        DeviceMatch::Driver { driver, index } => {
+            let mut matching = Vec::new();
+            for name in read_names(Path::new("/sys/class/net"))
+                .map_err(|e| err(format!("listing /sys/class/net: {e}")))?
+            {
+                let link = Path::new("/sys/class/net").join(&name).join("device/driver");
+                let drv = std::fs::read_link(&link).ok();
+                if drv.as_deref().and_then(Path::file_name).is_some_and(|d| d == driver.as_str()) {
+                    // Order by the device path (PCI address), which is stable across boots.
+                    let dev = std::fs::read_link(Path::new("/sys/class/net").join(&name).join("device"))
+                        .unwrap_or_default();
+                    matching.push((dev, name));
+                }
+            }
+            matching.sort();
+            matching
+                .into_iter()
+                .nth(*index as usize)
+                .map(|(_, n)| n)
+                .ok_or_else(|| err(format!("no interface #{index} driven by {driver}")))?
+        }
+    };
+    let ifindex = ifindex_of(&ifname).ok_or_else(|| err(format!("interface {ifname} not found")))?;
+    Ok((ifname, ifindex))
+}
+
+fn read_names(dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect()
+}
+
+fn ifindex_of(ifname: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(ifname).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string; if_nametoindex only reads it.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+impl Dataplane {
+    /// Makes `PORTS` hold exactly these (ifindex, role) bindings. Done before attaching, so the program
+    /// never sees one of our ports without its role.
+    pub fn bind_ports(&mut self, ports: &[(u32, Role)]) -> Result<(), DataplaneError> {
+        let map_err = |source| DataplaneError::Map { name: names::PORTS, source };
+        let m = &mut self.maps.ports;
+        let wanted: BTreeSet<u32> = ports.iter().map(|(i, _)| *i).collect();
+        let stale: Vec<u32> =
+            m.keys().filter_map(Result::ok).filter(|i| !wanted.contains(i)).collect();
+        for (ifindex, role) in ports {
+            m.insert(ifindex, PortConf { role: *role as u32, flags: 0 }, 0).map_err(map_err)?;
+        }
+        for i in stale {
+            m.remove(&i).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the program to `ifindex` in `mode`, or — when a previous process pinned a link for
+    /// this port — atomically replaces the program on that link (restart and upgrade: no gap).
+    /// Returns whether an existing link was adopted.
+    pub fn attach(
+        &mut self,
+        port: &str,
+        ifindex: u32,
+        mode: XdpModeName,
+    ) -> Result<bool, DataplaneError> {
+        let link_path = self.pins.as_ref().map(|p| p.link(port));
+        let prog = object::xdp_program(&mut self.ebpf, object::PROGRAM)?;
+        if let Some(path) = &link_path
+            && path.exists()
+        {
+            match replace_on_link(prog, path) {
+                Ok(()) => return Ok(true),
+                // The interface behind the link went away (ENOLINK): nothing is attached there any
+                // more, so a fresh attachment below cannot open a gap.
+                Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {
+                    std::fs::remove_file(path).map_err(|source| DataplaneError::PinDir {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                Err(e) => {
+                    return Err(DataplaneError::Link { path: path.clone(), source: Box::new(e) });
+                }
+            }
+        }
+        let program = |source| DataplaneError::Program { name: object::PROGRAM, source };
+        let id = prog.attach_to_if_index(ifindex, mode.aya()).map_err(program)?;
+        let link = prog.take_link(id).map_err(program)?;
+        let fd_link = FdLink::try_from(link)
+            .map_err(|_| DataplaneError::NoBpfLink { port: port.to_owned() })?;
+        if let Some(path) = link_path {
+            fd_link
+                .pin(&path)
+                .map_err(|e| DataplaneError::Link { path: path.clone(), source: Box::new(e) })?;
+        } else {
+            // Unpinned (tests): keep the attachment for as long as the process lives.
+            std::mem::forget(fd_link);
+        }
+        Ok(false)
+    }
+}
+
+/// bpf_link_update on a pinned XDP link.
+fn replace_on_link(prog: &mut Xdp, path: &Path) -> std::io::Result<()> {
+    let other = |e: Box<dyn std::error::Error + Send + Sync>| std::io::Error::other(e);
+    let pinned = PinnedLink::from_pin(path).map_err(|e| match e {
+        aya::programs::links::LinkError::SyscallError(s) => s.io_error,
+        e => other(Box::new(e)),
+    })?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| other(Box::new(e)))?;
+    prog.attach_to_link(link).map_err(|e| match e {
+        aya::programs::ProgramError::SyscallError(s) => s.io_error,
+        e => other(Box::new(e)),
+    })?;
+    Ok(())
+}
