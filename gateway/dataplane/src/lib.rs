@@ -1,6 +1,7 @@
 //! The data path seen from userspace: load (or adopt) the XDP program and its pinned maps, bind ports
 //! to roles, attach in the mode the hardware profile asks for, write map images atomically, read
 //! counters, and run packets through the program with `BPF_PROG_TEST_RUN`.
+mod batch;
 mod error;
 mod object;
 mod pins;
@@ -14,7 +15,7 @@ pub use pins::PinLayout;
 pub use ports::{AttachedPort, XdpModeName, resolve_port};
 pub use slots::{ActiveInfo, ApplyReport};
 pub use stats::CounterRow;
-pub use testrun::{Program, RunOutcome};
+pub use testrun::{Program, RunOutcome, Runner, XDP_DROP, XDP_PASS};
 
 use std::path::PathBuf;
 
@@ -76,4 +77,17 @@ impl Dataplane {
     pub fn pins(&self) -> Option<&PinLayout> {
         self.pins.as_ref()
     }
+}
+
+impl Dataplane {
+    /// Kernel memory charged to each map (`memlock` of /proc/self/fdinfo), for the benchmark and
+    /// `status`: what a policy really costs, not what the capacities promise.
+    pub fn map_memory(&self) -> Vec<(&'static str, u64)> {
+        self.maps.fds().into_iter().map(|(name, fd)| (name, fdinfo_memlock(fd).unwrap_or(0))).collect()
+    }
+}
+
+fn fdinfo_memlock(fd: std::os::fd::RawFd) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok())
 }

@@ -4,13 +4,14 @@
 //! `ACTIVE` once per packet, so a packet is judged wholly by the old policy or wholly by the new one.
 
 use std::{
+    os::fd::AsFd as _,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf, Pod,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
 use gateway_common::{
     keys::{self, Allow4Key, Allow6Key, V4Key, V6Key},
@@ -32,10 +33,20 @@ pub struct PolicyMaps {
     pub settings: Array<MapData, Settings>,
     pub ports: HashMap<MapData, u32, PortConf>,
     pub stats: PerCpuArray<MapData, Counter>,
-    block4_exact: HashMap<MapData, V4Key, u32>,
-    block6_exact: HashMap<MapData, V6Key, u32>,
-    block4_lpm: LpmTrie<MapData, V4Key, u32>,
-    block6_lpm: LpmTrie<MapData, V6Key, u32>,
+    exact: ExactMaps,
+    lpm: LpmMaps,
+}
+
+/// The exact-address blocklists (hash maps, written in batches).
+struct ExactMaps {
+    block4: HashMap<MapData, V4Key, u32>,
+    block6: HashMap<MapData, V6Key, u32>,
+}
+
+/// Every LPM trie (written entry by entry).
+struct LpmMaps {
+    block4: LpmTrie<MapData, V4Key, u32>,
+    block6: LpmTrie<MapData, V6Key, u32>,
     isolated4: LpmTrie<MapData, V4Key, u32>,
     isolated6: LpmTrie<MapData, V6Key, u32>,
     shared4: LpmTrie<MapData, V4Key, u32>,
@@ -55,24 +66,55 @@ where
 }
 
 impl PolicyMaps {
+    /// Every map's fd, by name.
+    pub fn fds(&self) -> Vec<(&'static str, std::os::fd::RawFd)> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        fn raw<K: Pod, V>(m: &impl IterableMap<K, V>) -> std::os::fd::RawFd {
+            m.map().fd().as_fd().as_raw_fd()
+        }
+        let m = self;
+        vec![
+            (names::ACTIVE, raw(&m.active)),
+            (names::SETTINGS, raw(&m.settings)),
+            (names::PORTS, raw(&m.ports)),
+            (names::STATS, raw(&m.stats)),
+            (names::BLOCK4_EXACT, raw(&m.exact.block4)),
+            (names::BLOCK6_EXACT, raw(&m.exact.block6)),
+            (names::BLOCK4_LPM, raw(&m.lpm.block4)),
+            (names::BLOCK6_LPM, raw(&m.lpm.block6)),
+            (names::ISOLATED4, raw(&m.lpm.isolated4)),
+            (names::ISOLATED6, raw(&m.lpm.isolated6)),
+            (names::SHARED4, raw(&m.lpm.shared4)),
+            (names::SHARED6, raw(&m.lpm.shared6)),
+            (names::GOVNET4, raw(&m.lpm.govnet4)),
+            (names::GOVNET6, raw(&m.lpm.govnet6)),
+            (names::ALLOW4, raw(&m.lpm.allow4)),
+            (names::ALLOW6, raw(&m.lpm.allow6)),
+        ]
+    }
+
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
         Ok(PolicyMaps {
             active: take(ebpf, names::ACTIVE)?,
             settings: take(ebpf, names::SETTINGS)?,
             ports: take(ebpf, names::PORTS)?,
             stats: take(ebpf, names::STATS)?,
-            block4_exact: take(ebpf, names::BLOCK4_EXACT)?,
-            block6_exact: take(ebpf, names::BLOCK6_EXACT)?,
-            block4_lpm: take(ebpf, names::BLOCK4_LPM)?,
-            block6_lpm: take(ebpf, names::BLOCK6_LPM)?,
-            isolated4: take(ebpf, names::ISOLATED4)?,
-            isolated6: take(ebpf, names::ISOLATED6)?,
-            shared4: take(ebpf, names::SHARED4)?,
-            shared6: take(ebpf, names::SHARED6)?,
-            govnet4: take(ebpf, names::GOVNET4)?,
-            govnet6: take(ebpf, names::GOVNET6)?,
-            allow4: take(ebpf, names::ALLOW4)?,
-            allow6: take(ebpf, names::ALLOW6)?,
+            exact: ExactMaps {
+                block4: take(ebpf, names::BLOCK4_EXACT)?,
+                block6: take(ebpf, names::BLOCK6_EXACT)?,
+            },
+            lpm: LpmMaps {
+                block4: take(ebpf, names::BLOCK4_LPM)?,
+                block6: take(ebpf, names::BLOCK6_LPM)?,
+                isolated4: take(ebpf, names::ISOLATED4)?,
+                isolated6: take(ebpf, names::ISOLATED6)?,
+                shared4: take(ebpf, names::SHARED4)?,
+                shared6: take(ebpf, names::SHARED6)?,
+                govnet4: take(ebpf, names::GOVNET4)?,
+                govnet6: take(ebpf, names::GOVNET6)?,
+                allow4: take(ebpf, names::ALLOW4)?,
+                allow6: take(ebpf, names::ALLOW6)?,
+            },
         })
     }
 }
@@ -279,19 +321,30 @@ fn sync<'a, K: Ord + 'a, V: PartialEq + 'a>(
     }
 }
 
-/// Syncs one image section into a hash map.
+/// Syncs one image section into a hash map, in batches.
 fn sync_hash<'a, K: Ord + 'a, V: PartialEq + 'a, MK: Pod, MV: Pod>(
-    map: &mut HashMap<MapData, MK, MV>,
+    map: &HashMap<MapData, MK, MV>,
     old: impl IntoIterator<Item = (&'a K, &'a V)>,
     new: impl IntoIterator<Item = (&'a K, &'a V)>,
     counts: &mut Counts,
     key: impl Fn(&K) -> MK,
     value: impl Fn(&V) -> MV,
 ) -> Result<(), MapError> {
-    sync(old, new, counts, |change| match change {
-        Change::Put(k, v) => map.insert(key(k), value(v), 0),
-        Change::Del(k) => map.remove(&key(k)),
-    })
+    let (mut put_keys, mut put_values, mut del_keys) = (Vec::new(), Vec::new(), Vec::new());
+    sync(old, new, counts, |change| {
+        match change {
+            Change::Put(k, v) => {
+                put_keys.push(key(k));
+                put_values.push(value(v));
+            }
+            Change::Del(k) => del_keys.push(key(k)),
+        }
+        Ok(())
+    })?;
+    let fd = map.map().fd().as_fd();
+    let syscall = |call: &'static str| move |io_error| MapError::SyscallError(aya::sys::SyscallError { call, io_error });
+    crate::batch::delete(fd, &del_keys).map_err(syscall("bpf_map_delete_batch"))?;
+    crate::batch::update(fd, &put_keys, &put_values).map_err(syscall("bpf_map_update_batch"))
 }
 
 /// Syncs one image section into an LPM trie.
@@ -339,48 +392,76 @@ fn write_diff(
     old: &MapImage,
     new: &MapImage,
 ) -> Result<Counts, DataplaneError> {
+    let e = map_err;
+    let copy = |v: &u32| *v;
+
+    // The exact-address hash maps (batched) are written on a second thread while this one writes
+    // the LPM tries entry by entry: the two are independent, and a box has at least two cores.
+    let (exact_maps, lpm_maps) = (&m.exact, &mut m.lpm);
+    let exact = |c: &mut Counts| -> Result<(), DataplaneError> {
+        sync_hash(&exact_maps.block4, &old.block4_exact, &new.block4_exact, c, |a| keys::v4_key(slot, a.octets()), copy)
+            .map_err(e(names::BLOCK4_EXACT))?;
+        sync_hash(&exact_maps.block6, &old.block6_exact, &new.block6_exact, c, |a| keys::v6_key(slot, a.octets()), copy)
+            .map_err(e(names::BLOCK6_EXACT))
+    };
     let mut c = Counts::default();
+    let mut exact_counts = Counts::default();
+    std::thread::scope(|s| -> Result<(), DataplaneError> {
+        let exact_thread = s.spawn(|| exact(&mut exact_counts));
+        let lpm_result = write_lpms(lpm_maps, slot, old, new, &mut c);
+        let exact_result = exact_thread.join().unwrap_or_else(|_| Err(DataplaneError::WriterPanicked));
+        lpm_result.and(exact_result)
+    })?;
+    c.written += exact_counts.written;
+    c.deleted += exact_counts.deleted;
+    Ok(c)
+}
+
+/// Writes every LPM section of the difference between `old` and `new` into `slot`.
+fn write_lpms(
+    m: &mut LpmMaps,
+    slot: u8,
+    old: &MapImage,
+    new: &MapImage,
+    c: &mut Counts,
+) -> Result<(), DataplaneError> {
     let e = map_err;
     let copy = |v: &u32| *v;
     let k4 = |n: &Ipv4Net| net4_key(slot, n);
     let k6 = |n: &Ipv6Net| net6_key(slot, n);
-
-    sync_hash(&mut m.block4_exact, &old.block4_exact, &new.block4_exact, &mut c,
-        |a| keys::v4_key(slot, a.octets()), copy).map_err(e(names::BLOCK4_EXACT))?;
-    sync_hash(&mut m.block6_exact, &old.block6_exact, &new.block6_exact, &mut c,
-        |a| keys::v6_key(slot, a.octets()), copy).map_err(e(names::BLOCK6_EXACT))?;
-    sync_lpm(&mut m.block4_lpm, &old.block4_prefixes, &new.block4_prefixes, &mut c, k4, copy)
+    sync_lpm(&mut m.block4, &old.block4_prefixes, &new.block4_prefixes, c, k4, copy)
         .map_err(e(names::BLOCK4_LPM))?;
-    sync_lpm(&mut m.block6_lpm, &old.block6_prefixes, &new.block6_prefixes, &mut c, k6, copy)
+    sync_lpm(&mut m.block6, &old.block6_prefixes, &new.block6_prefixes, c, k6, copy)
         .map_err(e(names::BLOCK6_LPM))?;
-    sync_lpm(&mut m.isolated4, as_map(&old.isolated4), as_map(&new.isolated4), &mut c, k4, copy)
+    sync_lpm(&mut m.isolated4, as_map(&old.isolated4), as_map(&new.isolated4), c, k4, copy)
         .map_err(e(names::ISOLATED4))?;
-    sync_lpm(&mut m.isolated6, as_map(&old.isolated6), as_map(&new.isolated6), &mut c, k6, copy)
+    sync_lpm(&mut m.isolated6, as_map(&old.isolated6), as_map(&new.isolated6), c, k6, copy)
         .map_err(e(names::ISOLATED6))?;
-    sync_lpm(&mut m.shared4, &old.shared4, &new.shared4, &mut c, k4, copy).map_err(e(names::SHARED4))?;
-    sync_lpm(&mut m.shared6, &old.shared6, &new.shared6, &mut c, k6, copy).map_err(e(names::SHARED6))?;
-    sync_lpm(&mut m.govnet4, &old.govnet4, &new.govnet4, &mut c, k4, copy).map_err(e(names::GOVNET4))?;
-    sync_lpm(&mut m.govnet6, &old.govnet6, &new.govnet6, &mut c, k6, copy).map_err(e(names::GOVNET6))?;
+    sync_lpm(&mut m.shared4, &old.shared4, &new.shared4, c, k4, copy).map_err(e(names::SHARED4))?;
+    sync_lpm(&mut m.shared6, &old.shared6, &new.shared6, c, k6, copy).map_err(e(names::SHARED6))?;
+    sync_lpm(&mut m.govnet4, &old.govnet4, &new.govnet4, c, k4, copy).map_err(e(names::GOVNET4))?;
+    sync_lpm(&mut m.govnet6, &old.govnet6, &new.govnet6, c, k6, copy).map_err(e(names::GOVNET6))?;
     let allow4_key = |(sys, n): &(u32, Ipv4Net)| {
         Key::new(keys::allow_prefix_len(n.prefix_len()), keys::allow4_key(slot, *sys, n.network().octets()))
     };
     let allow6_key = |(sys, n): &(u32, Ipv6Net)| {
         Key::new(keys::allow_prefix_len(n.prefix_len()), keys::allow6_key(slot, *sys, n.network().octets()))
     };
-    sync_lpm(&mut m.allow4, &old.allow4, &new.allow4, &mut c, allow4_key, allow_value)
+    sync_lpm(&mut m.allow4, &old.allow4, &new.allow4, c, allow4_key, allow_value)
         .map_err(e(names::ALLOW4))?;
-    sync_lpm(&mut m.allow6, &old.allow6, &new.allow6, &mut c, allow6_key, allow_value)
+    sync_lpm(&mut m.allow6, &old.allow6, &new.allow6, c, allow6_key, allow_value)
         .map_err(e(names::ALLOW6))?;
-    Ok(c)
+    Ok(())
 }
 
 /// Deletes every key of `slot` from every policy map; returns how many.
 fn purge_slot(m: &mut PolicyMaps, slot: u8) -> Result<usize, DataplaneError> {
     let mut n = 0;
-    n += purge_hash(&mut m.block4_exact, slot).map_err(map_err(names::BLOCK4_EXACT))?;
-    n += purge_hash(&mut m.block6_exact, slot).map_err(map_err(names::BLOCK6_EXACT))?;
-    n += purge_lpm(&mut m.block4_lpm, slot).map_err(map_err(names::BLOCK4_LPM))?;
-    n += purge_lpm(&mut m.block6_lpm, slot).map_err(map_err(names::BLOCK6_LPM))?;
+    n += purge_hash(&mut m.exact.block4, slot).map_err(map_err(names::BLOCK4_EXACT))?;
+    n += purge_hash(&mut m.exact.block6, slot).map_err(map_err(names::BLOCK6_EXACT))?;
+    let m = &mut m.lpm;
+    n += purge_lpm(&mut m.block4, slot).map_err(map_err(names::BLOCK4_LPM))?;
+    n += purge_lpm(&mut m.block6, slot).map_err(map_err(names::BLOCK6_LPM))?;
     n += purge_lpm(&mut m.isolated4, slot).map_err(map_err(names::ISOLATED4))?;
     n += purge_lpm(&mut m.isolated6, slot).map_err(map_err(names::ISOLATED6))?;
     n += purge_lpm(&mut m.shared4, slot).map_err(map_err(names::SHARED4))?;

@@ -1,16 +1,24 @@
 //! Running frames through the loaded program with BPF_PROG_TEST_RUN: the verdict and reason of one
 //! frame (differential tests) and the kernel's average ns per run (benchmarks).
-use std::time::Duration;
+//!
+//! A [`Runner`] owns a duplicate of a program's fd, so it can run frames from another thread while
+//! the [`Dataplane`] is busy applying a policy (the benchmark checks enforcement never lapses).
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    time::Duration,
+};
 
-use aya::programs::{TestRun as _, TestRunOptions};
 use gateway_common::Reason;
 
 use crate::{Dataplane, DataplaneError, object};
 
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
 /// What the program did with one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunOutcome {
-    /// XDP_PASS (2) or XDP_DROP (1).
+    /// XDP_PASS or XDP_DROP.
     pub action: u32,
     /// The reason counted for it.
     pub reason: Reason,
@@ -25,65 +33,107 @@ pub enum Program {
     PassOnly,
 }
 
+/// A handle that runs frames through one program.
+#[derive(Debug)]
+pub struct Runner {
+    prog: OwnedFd,
+}
+
+/// `bpf_attr` for BPF_PROG_TEST_RUN (the `test` member of the kernel's union).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
 /// `struct xdp_md` as BPF_PROG_TEST_RUN takes it in ctx_in: data, data_end, data_meta,
 /// ingress_ifindex, rx_queue_index, egress_ifindex. The ingress ifindex must exist in the caller's
 /// network namespace.
-fn xdp_md(frame_len: usize, ingress_ifindex: u32) -> [u8; 24] {
-    let fields = [0, frame_len as u32, 0, ingress_ifindex, 0, 0];
-    let mut out = [0u8; 24];
-    for (i, f) in fields.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&f.to_ne_bytes());
+fn xdp_md(frame_len: usize, ingress_ifindex: u32) -> [u32; 6] {
+    [0, frame_len as u32, 0, ingress_ifindex, 0, 0]
+}
+
+impl Runner {
+    /// Runs `frame` `repeat` times as if it arrived on `ingress_ifindex`; returns the XDP action and
+    /// the kernel's average time per run.
+    pub fn run(&self, ingress_ifindex: u32, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DataplaneError> {
+        let ctx = xdp_md(frame.len(), ingress_ifindex);
+        let mut attr = TestRunAttr {
+            prog_fd: self.prog.as_raw_fd() as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: std::mem::size_of_val(&ctx) as u32,
+            ctx_in: ctx.as_ptr() as u64,
+            ..TestRunAttr::default()
+        };
+        // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers reference `frame` and
+        // `ctx`, both alive for the call; no output buffers are given.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRunAttr,
+                std::mem::size_of::<TestRunAttr>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(DataplaneError::TestRun(std::io::Error::last_os_error()));
+        }
+        Ok((attr.retval, Duration::from_nanos(attr.duration as u64)))
     }
-    out
 }
 
 impl Dataplane {
-    /// Runs one frame as if it arrived on `ingress_ifindex` and reports the action and the reason the
-    /// program counted (found as the one counter that moved).
-    pub fn run_frame(&self, ingress_ifindex: u32, frame: &[u8]) -> Result<RunOutcome, DataplaneError> {
-        let before = self.counters()?;
-        let result = self.test_run(Program::Gateway, ingress_ifindex, frame, 1)?;
-        let after = self.counters()?;
-        let moved: Vec<_> = before
-            .iter()
-            .zip(&after)
-            .filter(|(b, a)| a.packets != b.packets)
-            .map(|(_, a)| a)
-            .collect();
-        let [counted] = moved.as_slice() else {
-            return Err(DataplaneError::CountersMoved(moved.len()));
-        };
-        let expected_action = match counted.reason.verdict() {
-            gateway_common::Verdict::Pass => 2,
-            gateway_common::Verdict::Drop => 1,
-        };
-        if result.0 != expected_action {
-            return Err(DataplaneError::UnexpectedAction(result.0));
-        }
-        Ok(RunOutcome { action: result.0, reason: counted.reason, row: counted.role })
-    }
-
-    /// Runs a frame `repeat` times; returns the XDP action and the kernel's average time per run.
-    pub fn test_run(
-        &self,
-        program: Program,
-        ingress_ifindex: u32,
-        frame: &[u8],
-        repeat: u32,
-    ) -> Result<(u32, Duration), DataplaneError> {
+    /// A runner for one of the object's programs.
+    pub fn runner(&self, program: Program) -> Result<Runner, DataplaneError> {
         let name = match program {
             Program::Gateway => object::PROGRAM,
             Program::PassOnly => object::PASS_ONLY,
         };
-        let prog = object::xdp_program_ref(&self.ebpf, name)?;
-        let ctx = xdp_md(frame.len(), ingress_ifindex);
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(&ctx),
-            repeat,
-            ..TestRunOptions::default()
+        let prog = object::xdp_program_ref(&self.ebpf, name)?
+            .fd()
+            .map_err(|source| DataplaneError::Program { name, source })?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(DataplaneError::TestRun)?;
+        Ok(Runner { prog })
+    }
+
+    /// Runs one frame and reports the action and the reason the program counted (found as the one
+    /// counter that moved; nothing else may run this program meanwhile).
+    pub fn run_frame(&self, runner: &Runner, ingress_ifindex: u32, frame: &[u8]) -> Result<RunOutcome, DataplaneError> {
+        let before = self.counters()?;
+        let (action, _) = runner.run(ingress_ifindex, frame, 1)?;
+        let after = self.counters()?;
+        let moved: Vec<_> =
+            before.iter().zip(&after).filter(|(b, a)| a.packets != b.packets).map(|(_, a)| a).collect();
+        let [counted] = moved.as_slice() else {
+            return Err(DataplaneError::CountersMoved(moved.len()));
         };
-        let r = prog.test_run(opts).map_err(DataplaneError::TestRun)?;
-        Ok((r.return_value, r.duration))
+        let expected = match counted.reason.verdict() {
+            gateway_common::Verdict::Pass => XDP_PASS,
+            gateway_common::Verdict::Drop => XDP_DROP,
+        };
+        if action != expected {
+            return Err(DataplaneError::UnexpectedAction(action));
+        }
+        Ok(RunOutcome { action, reason: counted.reason, row: counted.role })
     }
 }
