@@ -21,7 +21,11 @@ fn main() -> anyhow::Result<()> {
 
     // SAFETY: build scripts are single-threaded; the variable is read by aya-build and inherited by
     // the nested cargo that builds the eBPF crate (and only by it).
-    unsafe { env::set_var("RUSTC_BOOTSTRAP", "1") };
+    unsafe {
+        env::set_var("RUSTC_BOOTSTRAP", "1");
+        // aya-build relays every line the nested cargo prints as a warning; keep only real output.
+        env::set_var("CARGO_TERM_QUIET", "true");
+    }
     let xdp_dir = root.join("ebpf/xdp");
     let xdp_dir = xdp_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", xdp_dir.display()))?;
     aya_build::build_ebpf(

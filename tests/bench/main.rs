@@ -22,11 +22,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use gateway_common::{Role, values::DatapathConfig};
-use gateway_dataplane::{Dataplane, Persistence, Program, Runner, XDP_DROP, XDP_PASS};
+use gateway_common::Role;
+use gateway_dataplane::{Program, Runner, XDP_DROP, XDP_PASS};
 use gateway_tests::{
     corpus::{Frame, L4},
-    testnet::{self, TestNet},
+    testnet::{self, TestNet, XdpHarness},
 };
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
@@ -172,20 +172,16 @@ fn main() -> anyhow::Result<()> {
     testnet::require_root("gateway-bench")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let profile = gateway_policy::load_profile(&root.join("hw/lab-veth.toml"))?;
-    let net = TestNet::create()?;
-    net.enter()?;
+    let harness = XdpHarness::new(TestNet::lab_routes)?;
     let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(&net, &profile, &dir);
+    let result = run(harness, &profile, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run(net: &TestNet, profile: &gateway_policy::Profile, dir: &Path) -> anyhow::Result<()> {
-    let mut dp = Dataplane::load(Persistence::Ephemeral, DatapathConfig::DEFAULT)?;
-    let bindings: Vec<_> = net.ports.iter().map(|(r, _, i)| (*i, *r)).collect();
-    dp.bind_ports(&bindings)?;
-    let gw = dp.runner(Program::Gateway)?;
+fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> anyhow::Result<()> {
+    let XdpHarness { net, mut dp, runner: gw } = harness;
     let base = dp.runner(Program::PassOnly)?;
     let cases = cases();
     println!("gateway-bench: {} repeats per figure (kernel average via BPF_PROG_TEST_RUN), kernel {}", REPEAT, kernel());

@@ -1,73 +1,23 @@
-//! A private network namespace holding the gateway's three ports (veth pairs) and the lab's routes, for
-//! `BPF_PROG_TEST_RUN`: the program looks its ingress port up in `PORTS` and asks `bpf_fib_lookup`
-//! where a packet would go, so both need real interfaces and routes in the caller's namespace.
-//!
-//! The addressing plan is data ([`PLAN`]): the kernel is configured from it and the reference model's
-//! route oracle is built from it, so the two cannot drift apart.
+//! A private network namespace with the gateway's ports (veth pairs) whose routes are programmed from
+//! a reference-model route table, for `BPF_PROG_TEST_RUN`: the program looks its ingress port up in
+//! `PORTS` and asks `bpf_fib_lookup` where a packet would go, so both need real interfaces and routes
+//! in the caller's namespace. Because the kernel is programmed from the same [`StaticRoutes`] the
+//! reference model consults, the two cannot drift apart.
 use std::{
-    net::IpAddr,
     os::fd::{AsRawFd as _, OwnedFd},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use anyhow::{Context as _, bail};
-use gateway_common::Role;
+use gateway_common::{Role, values::DatapathConfig};
+use gateway_dataplane::{Dataplane, Persistence, Program, RunOutcome, Runner};
+use gateway_reference::{Egress, Ports, StaticRoutes};
 use ipnet::IpNet;
 
-/// One port of the gateway: its role, its name, its own addresses (with their prefixes).
-pub struct PortPlan {
-    pub role: Role,
-    pub name: &'static str,
-    pub addrs: &'static [&'static str],
-}
-
-/// A route: destination, the port it leaves by (None = blackhole) and the next hop.
-pub struct RoutePlan {
-    pub dst: &'static str,
-    pub port: Option<&'static str>,
-    pub via: Option<&'static str>,
-}
-
-pub struct Plan {
-    pub ports: &'static [PortPlan],
-    pub routes: &'static [RoutePlan],
-}
-
-/// The lab's addressing, seen from the gateway.
-pub const PLAN: Plan = Plan {
-    ports: &[
-        PortPlan { role: Role::Lan, name: "lan0", addrs: &["10.10.0.1/24", "fd00:10::1/64"] },
-        PortPlan {
-            role: Role::Dedicated,
-            name: "ded0",
-            addrs: &["172.16.0.1/24", "fd00:200:ffff::1/64"],
-        },
-        PortPlan {
-            role: Role::Internet,
-            name: "inet0",
-            addrs: &["198.51.100.1/24", "2001:db8:100::1/64"],
-        },
-    ],
-    routes: &[
-        RoutePlan { dst: "10.200.0.0/16", port: Some("ded0"), via: Some("172.16.0.2") },
-        RoutePlan { dst: "fd00:200::/32", port: Some("ded0"), via: Some("fd00:200:ffff::2") },
-        RoutePlan { dst: "0.0.0.0/0", port: Some("inet0"), via: Some("198.51.100.2") },
-        RoutePlan { dst: "::/0", port: Some("inet0"), via: Some("2001:db8:100::2") },
-        RoutePlan { dst: "192.0.2.0/24", port: None, via: None },
-        RoutePlan { dst: "2001:db8:dead::/48", port: None, via: None },
-    ],
-};
-
-/// A namespace built from [`PLAN`]; deleted on drop.
-pub struct TestNet {
-    pub name: String,
-    /// (role, port name, ifindex) of each port.
-    pub ports: Vec<(Role, &'static str, u32)>,
-    ns: OwnedFd,
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// Port names in the namespace; `spare0` exists but has no role (the unknown port).
+const PORTS: [(Role, &str); 3] = [(Role::Lan, "lan0"), (Role::Dedicated, "ded0"), (Role::Internet, "inet0")];
+const SPARE: &str = "spare0";
 
 /// Fails loudly (never skips) when not root: these tests must run, and in CI they do.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
@@ -86,16 +36,32 @@ fn run(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A namespace with ports `lan0`, `ded0`, `inet0` and `spare0`; deleted on drop.
+pub struct TestNet {
+    pub name: String,
+    /// (role, name, ifindex) of each port with a role.
+    pub ports: Vec<(Role, &'static str, u32)>,
+    /// A port that is not in the port map.
+    pub spare: u32,
+    ns: OwnedFd,
+}
+
 impl TestNet {
     pub fn create() -> anyhow::Result<TestNet> {
         require_root("this test")?;
         let name = format!("gwtn-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         run(&["ip", "netns", "add", &name])?;
+        let ns: OwnedFd = match std::fs::File::open(format!("/run/netns/{name}")) {
+            Ok(f) => f.into(),
+            Err(e) => {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+                bail!("opening /run/netns/{name}: {e}");
+            }
+        };
         // From here on, Drop removes the namespace even if the set-up fails half-way.
-        let ns = std::fs::File::open(format!("/run/netns/{name}"))
-            .with_context(|| format!("opening /run/netns/{name}"))?
-            .into();
-        let mut net = TestNet { name, ports: Vec::new(), ns };
+        let mut net = TestNet { name, ports: Vec::new(), spare: 0, ns };
         net.configure()?;
         Ok(net)
     }
@@ -107,39 +73,27 @@ impl TestNet {
     }
 
     fn configure(&mut self) -> anyhow::Result<()> {
-        let ns = self.name.clone();
+        // Without forwarding, bpf_fib_lookup answers FWD_DISABLED for every transit packet.
         for key in ["net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"] {
-            run(&["ip", "netns", "exec", &ns, "sysctl", "-q", "-w", key])?;
+            run(&["ip", "netns", "exec", &self.name, "sysctl", "-q", "-w", key])?;
         }
         self.ip(&["link", "set", "lo", "up"])?;
-        for p in PLAN.ports {
-            let peer = format!("{}p", p.name);
-            self.ip(&["link", "add", p.name, "type", "veth", "peer", "name", &peer])?;
-            for dev in [p.name, peer.as_str()] {
-                self.ip(&["link", "set", dev, "up"])?;
-            }
-            for a in p.addrs {
-                let family = if a.contains(':') { "-6" } else { "-4" };
-                self.ip(&[family, "addr", "add", a, "dev", p.name, "nodad"])?;
-            }
-            // /sys/class/net shows the caller's namespace, not this one: ask ip.
-            let ifindex = self.ifindex(p.name)?;
-            self.ports.push((p.role, p.name, ifindex));
+        for name in PORTS.iter().map(|(_, n)| *n).chain([SPARE]) {
+            let peer = format!("{name}p");
+            self.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer])?;
+            self.ip(&["link", "set", name, "up"])?;
+            self.ip(&["link", "set", &peer, "up"])?;
         }
-        for r in PLAN.routes {
-            let family = if r.dst.contains(':') { "-6" } else { "-4" };
-            match (r.port, r.via) {
-                (Some(dev), Some(via)) => {
-                    self.ip(&[family, "route", "add", r.dst, "via", via, "dev", dev, "onlink"])?
-                }
-                (Some(dev), None) => self.ip(&[family, "route", "add", r.dst, "dev", dev])?,
-                (None, _) => self.ip(&[family, "route", "add", "blackhole", r.dst])?,
-            }
+        for (role, name) in PORTS {
+            let ifindex = self.ifindex(name)?;
+            self.ports.push((role, name, ifindex));
         }
+        self.spare = self.ifindex(SPARE)?;
         Ok(())
     }
 
     fn ifindex(&self, dev: &str) -> anyhow::Result<u32> {
+        // /sys/class/net shows the caller's namespace, not this one: ask ip.
         let out = Command::new("ip").args(["-n", &self.name, "-o", "link", "show", dev]).output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         text.split(':')
@@ -148,8 +102,37 @@ impl TestNet {
             .with_context(|| format!("no ifindex for {dev} in {text:?}"))
     }
 
+    fn port_name(&self, ifindex: u32) -> anyhow::Result<&'static str> {
+        if ifindex == self.spare {
+            return Ok(SPARE);
+        }
+        self.ports.iter().find(|(_, _, i)| *i == ifindex).map(|(_, n, _)| *n).with_context(|| format!("no port {ifindex}"))
+    }
+
     pub fn ifindex_of(&self, role: Role) -> u32 {
         self.ports.iter().find(|(r, _, _)| *r == role).map(|(_, _, i)| *i).unwrap_or(0)
+    }
+
+    /// The reference model's view of the port map.
+    pub fn reference_ports(&self) -> Ports {
+        self.ports.iter().map(|(r, _, i)| (*i, *r)).collect()
+    }
+
+    /// Programs the kernel with `routes`: a port route per `Port`, a `local` route per `Local`, an
+    /// `unreachable` route per `Unroutable`, and the table's default for v4 and v6.
+    pub fn install_routes(&self, routes: &StaticRoutes) -> anyhow::Result<()> {
+        let default: [IpNet; 2] = ["0.0.0.0/0".parse()?, "::/0".parse()?];
+        let entries = routes.entries().chain(default.into_iter().map(|n| (n, routes.default_egress())));
+        for (net, egress) in entries {
+            let family = if matches!(net, IpNet::V4(_)) { "-4" } else { "-6" };
+            let net = net.to_string();
+            match egress {
+                Egress::Port(i) => self.ip(&[family, "route", "replace", &net, "dev", self.port_name(i)?])?,
+                Egress::Local => self.ip(&[family, "route", "replace", "local", &net, "dev", "lo"])?,
+                Egress::Unroutable => self.ip(&[family, "route", "replace", "unreachable", &net])?,
+            }
+        }
+        Ok(())
     }
 
     /// Moves the calling thread into the namespace (BPF_PROG_TEST_RUN and the FIB use the caller's).
@@ -162,19 +145,58 @@ impl TestNet {
         Ok(())
     }
 
-    /// The gateway's own addresses (packets to them are delivered locally).
-    pub fn local_addrs() -> Vec<IpAddr> {
-        PLAN.ports
-            .iter()
-            .flat_map(|p| p.addrs.iter())
-            .filter_map(|a| a.parse::<IpNet>().ok())
-            .map(|n| n.addr())
-            .collect()
+    /// The lab's addressing seen from the gateway (tests/src/lab, configs/ward-office.toml).
+    pub fn lab_routes(&self) -> StaticRoutes {
+        let (lan, ded, inet) =
+            (self.ifindex_of(Role::Lan), self.ifindex_of(Role::Dedicated), self.ifindex_of(Role::Internet));
+        let mut r = StaticRoutes::new(Egress::Port(inet));
+        for (net, egress) in [
+            ("10.10.0.0/24", Egress::Port(lan)),
+            ("fd00:10::/64", Egress::Port(lan)),
+            ("10.200.0.0/16", Egress::Port(ded)),
+            ("172.16.0.0/24", Egress::Port(ded)),
+            ("fd00:200::/32", Egress::Port(ded)),
+            ("10.10.0.1/32", Egress::Local),
+            ("172.16.0.1/32", Egress::Local),
+            ("198.51.100.1/32", Egress::Local),
+        ] {
+            if let Ok(n) = net.parse() {
+                r.insert(n, egress);
+            }
+        }
+        r
     }
 }
 
 impl Drop for TestNet {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A namespace with routes, the program loaded with private maps, its ports bound, and a runner:
+/// everything a packet test or a benchmark needs.
+pub struct XdpHarness {
+    pub net: TestNet,
+    pub dp: Dataplane,
+    pub runner: Runner,
+}
+
+impl XdpHarness {
+    /// Builds the namespace, enters it on the calling thread and programs `routes(net)`.
+    pub fn new(routes: impl FnOnce(&TestNet) -> StaticRoutes) -> anyhow::Result<XdpHarness> {
+        let net = TestNet::create()?;
+        net.enter()?;
+        net.install_routes(&routes(&net))?;
+        let mut dp = Dataplane::load(Persistence::Ephemeral, DatapathConfig::DEFAULT)?;
+        let bindings: Vec<_> = net.ports.iter().map(|(r, _, i)| (*i, *r)).collect();
+        dp.bind_ports(&bindings)?;
+        let runner = dp.runner(Program::Gateway)?;
+        Ok(XdpHarness { net, dp, runner })
+    }
+
+    /// One frame through the real program: its action and the reason it counted.
+    pub fn run(&self, ingress_ifindex: u32, frame: &[u8]) -> anyhow::Result<RunOutcome> {
+        Ok(self.dp.run_frame(&self.runner, ingress_ifindex, frame)?)
     }
 }

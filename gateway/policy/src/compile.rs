@@ -1,0 +1,681 @@
+//! Policy + feeds + hardware profile → [`MapImage`].
+//!
+//! The image implements the verdict order of the data path (kept identical in the XDP program and the
+//! reference model; see `gateway_common::Reason`):
+//! 1. Parse; non-IP passes, malformed drops.
+//! 2. `lan` ingress:
+//!    1. destination in a blocklist → `blocklist`            (block4/6_exact, block4/6_prefixes)
+//!    2. (DNS query for a blocked domain → `domain`; not yet)
+//!    3. source isolated and not heading into the dedicated network → `isolated`  (isolated4/6, govnet)
+//!    4. destination a shared system: source/protocol/port allowed → else `not_allowed`
+//!       (shared4/6 → system; allow4/6 longest match of the source); route via dedicated → else
+//!       `shared_via_internet`
+//!    5. otherwise pass.
+//! 3. `dedicated` ingress: source not in govnet → `dedicated_foreign`; not towards lan → `cross_network`.
+//! 4. `internet` ingress: source in a blocklist → `blocklist_in`; source in govnet → `spoofed`;
+//!    towards dedicated → `cross_network`; else pass.
+//!
+//! Rules the compiler applies so that a single lookup per map is enough in the data path:
+//! - Blocklists: every feed's entries, minus `[blocklist] except` ranges (carved), plus the policy's own
+//!   `[blocklist] prefixes` (feed 0, never carved), de-duplicated so no entry covers another; /32 and
+//!   /128 entries go to the exact maps, the rest to the LPM maps.
+//! - Allow rules: the value for (system, source prefix) is the union of the rules of that prefix and of
+//!   every source prefix of the same system that covers it, so the longest match alone decides.
+//! - govnet: shared prefixes (`GOVNET_SHARED`) and dedicated-zone prefixes (`GOVNET_DEDICATED`); a
+//!   dedicated prefix containing a shared one keeps both entries (longest match).
+//!
+//! Compilation is deterministic: the same files give the same image, byte for byte (BTree order, ties
+//! broken by feed id then line).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use gateway_common::Role;
+use gateway_common::maps::{
+    BLOCK4_EXACT_PER_SLOT, BLOCK4_LPM_PER_SLOT, BLOCK6_EXACT_PER_SLOT, BLOCK6_LPM_PER_SLOT,
+    SMALL_PER_SLOT,
+};
+use gateway_common::values::{
+    GOVNET_DEDICATED, GOVNET_SHARED, MAX_ALLOW_RULES, PortRule, SETTING_DROP_FRAGMENTS,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::error::{ErrorKind, PolicyError, Warning, read_file};
+use crate::feeds::{FeedFormat, Sourced, parse_feed};
+use crate::image::{FeedId, FeedInfo, MapImage, SystemId, SystemInfo, hex};
+use crate::policy::{Located, Policy, Protocol, load_policy, parse_policy};
+use crate::prefixes::{Prefix, Tagged, carve, remove_covered};
+use crate::profile::Profile;
+
+/// Name of feed 0: the policy's own `[blocklist] prefixes`.
+pub const INLINE_FEED: &str = "policy";
+
+/// A compiled policy: the image, what an admin should look at, and a summary for review.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub image: MapImage,
+    pub warnings: Vec<Warning>,
+    pub summary: Summary,
+}
+
+/// What went into an image, for `gatewayctl check`, the audit log and golden tests. Contains no
+/// absolute paths, so it is the same wherever the policy directory lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub policy: String,
+    pub version: String,
+    pub profile: String,
+    pub image_hash: [u8; 32],
+    pub feeds: Vec<FeedSummary>,
+    /// Entries per image section, in [`SECTIONS`] order.
+    pub sections: Vec<(&'static str, usize)>,
+    pub warnings: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedSummary {
+    pub name: String,
+    /// `None` for the inline blocklist.
+    pub format: Option<FeedFormat>,
+    /// Path as written in the policy (`None` for the inline blocklist).
+    pub path: Option<String>,
+    /// Entries read from the file (or the policy).
+    pub read: u64,
+    /// Entries normalised because of host bits.
+    pub normalised: u64,
+    /// Entries removed or split by `[blocklist] except`.
+    pub excepted: u64,
+    /// Entries in the image after de-duplication (= `FeedInfo::entries`).
+    pub entries: u64,
+}
+
+/// Image sections, in the order summaries and diffs list them.
+pub const SECTIONS: [&str; 12] = [
+    "block4_exact",
+    "block6_exact",
+    "block4_prefixes",
+    "block6_prefixes",
+    "isolated4",
+    "isolated6",
+    "shared4",
+    "shared6",
+    "govnet4",
+    "govnet6",
+    "allow4",
+    "allow6",
+];
+
+/// Entry count of each section of an image, in [`SECTIONS`] order.
+pub fn section_counts(image: &MapImage) -> Vec<(&'static str, usize)> {
+    let counts = [
+        image.block4_exact.len(),
+        image.block6_exact.len(),
+        image.block4_prefixes.len(),
+        image.block6_prefixes.len(),
+        image.isolated4.len(),
+        image.isolated6.len(),
+        image.shared4.len(),
+        image.shared6.len(),
+        image.govnet4.len(),
+        image.govnet6.len(),
+        image.allow4.len(),
+        image.allow6.len(),
+    ];
+    SECTIONS.iter().copied().zip(counts).collect()
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "policy {} version {}", self.policy, self.version)?;
+        writeln!(f, "profile {}", self.profile)?;
+        writeln!(f, "image sha256 {}", hex(&self.image_hash))?;
+        writeln!(f, "feeds:")?;
+        writeln!(
+            f,
+            "  {:>2}  {:<24} {:<8} {:>9} {:>10} {:>8} {:>9}  path",
+            "id", "name", "format", "read", "normalised", "excepted", "entries"
+        )?;
+        for (id, feed) in self.feeds.iter().enumerate() {
+            writeln!(
+                f,
+                "  {:>2}  {:<24} {:<8} {:>9} {:>10} {:>8} {:>9}  {}",
+                id,
+                feed.name,
+                feed.format.map_or("inline", FeedFormat::as_str),
+                feed.read,
+                feed.normalised,
+                feed.excepted,
+                feed.entries,
+                feed.path.as_deref().unwrap_or("-")
+            )?;
+        }
+        writeln!(f, "sections:")?;
+        for (name, n) in &self.sections {
+            writeln!(f, "  {name:<16} {n:>9}")?;
+        }
+        writeln!(f, "warnings {}", self.warnings)
+    }
+}
+
+/// Compile the policy file at `policy_path` for the box described by `profile`, reading the feed
+/// files it names (relative to its directory).
+pub fn compile(policy_path: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
+    let (policy, warnings) = load_policy(policy_path, profile)?;
+    compile_policy(&policy, profile, warnings)
+}
+
+/// Compile policy text; `policy_path` names it in messages and is the base of relative feed paths
+/// (the feed files are read from disk).
+pub fn compile_str(
+    text: &str,
+    policy_path: &Path,
+    profile: &Profile,
+) -> Result<Compiled, PolicyError> {
+    let (policy, warnings) = parse_policy(text, policy_path, profile)?;
+    compile_policy(&policy, profile, warnings)
+}
+
+/// Compile an already validated policy.
+pub fn compile_policy(
+    policy: &Policy,
+    profile: &Profile,
+    mut warnings: Vec<Warning>,
+) -> Result<Compiled, PolicyError> {
+    let mut image = MapImage::default();
+    let feeds = add_blocklists(policy, &mut image, &mut warnings)?;
+    add_systems_and_networks(policy, &mut image);
+    add_allow_rules(policy, &mut image)?;
+    image.settings_flags = if policy.drop_fragments {
+        SETTING_DROP_FRAGMENTS
+    } else {
+        0
+    };
+    check_capacity(policy, &image)?;
+
+    let summary = Summary {
+        policy: policy.name.clone(),
+        version: policy.version.clone(),
+        profile: profile.name.clone(),
+        image_hash: image.hash(),
+        feeds,
+        sections: section_counts(&image),
+        warnings: warnings.len(),
+    };
+    Ok(Compiled {
+        image,
+        warnings,
+        summary,
+    })
+}
+
+/// Feeds and the inline blocklist into the four blocklist sections; returns the per-feed summary.
+fn add_blocklists(
+    policy: &Policy,
+    image: &mut MapImage,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<FeedSummary>, PolicyError> {
+    let mut feeds = vec![FeedSummary {
+        name: INLINE_FEED.to_string(),
+        format: None,
+        path: None,
+        read: policy.blocklist.len() as u64,
+        normalised: 0,
+        excepted: 0,
+        entries: 0,
+    }];
+
+    let (mut b4, mut b6) = inline_entries(policy);
+    let except4: Vec<Ipv4Net> = policy
+        .except
+        .iter()
+        .filter_map(|p| as_v4(p.value))
+        .collect();
+    let except6: Vec<Ipv6Net> = policy
+        .except
+        .iter()
+        .filter_map(|p| as_v6(p.value))
+        .collect();
+    for (i, feed) in policy.feeds.iter().enumerate() {
+        let id = FeedId::try_from(i + 1).unwrap_or(FeedId::MAX);
+        let text = read_file(&feed.path, &policy.path, feed.line, "feed.path")?;
+        let mut parsed = parse_feed(&text, &feed.path, feed.format)?;
+        drop(text);
+        warnings.append(&mut parsed.warnings);
+        let read = parsed.len() as u64;
+        let normalised = parsed.normalised;
+        let excepted =
+            add_feed(&mut b4, parsed.v4, id, &except4) + add_feed(&mut b6, parsed.v6, id, &except6);
+        feeds.push(FeedSummary {
+            name: feed.name.clone(),
+            format: Some(feed.format),
+            path: Some(feed.rel_path.clone()),
+            read,
+            normalised,
+            excepted,
+            entries: 0,
+        });
+    }
+    remove_covered(&mut b4);
+    remove_covered(&mut b6);
+    check_blocklist_capacity(policy, &b4, &b6)?;
+    protected_warnings(policy, &b4, &b6, warnings);
+    let mut kept = vec![0u64; feeds.len()];
+    for e in &b4 {
+        kept[e.feed as usize] += 1;
+    }
+    for e in &b6 {
+        kept[e.feed as usize] += 1;
+    }
+    // Input is sorted, so these collects build the trees in bulk.
+    image.block4_exact = b4
+        .iter()
+        .filter(|e| e.net.prefix_len() == 32)
+        .map(|e| (e.net.addr(), e.feed))
+        .collect();
+    image.block4_prefixes = b4
+        .iter()
+        .filter(|e| e.net.prefix_len() < 32)
+        .map(|e| (e.net, e.feed))
+        .collect();
+    image.block6_exact = b6
+        .iter()
+        .filter(|e| e.net.prefix_len() == 128)
+        .map(|e| (e.net.addr(), e.feed))
+        .collect();
+    image.block6_prefixes = b6
+        .iter()
+        .filter(|e| e.net.prefix_len() < 128)
+        .map(|e| (e.net, e.feed))
+        .collect();
+    drop((b4, b6));
+    for (summary, n) in feeds.iter_mut().zip(&kept) {
+        summary.entries = *n;
+    }
+    image.feeds = feeds
+        .iter()
+        .map(|f| FeedInfo {
+            name: f.name.clone(),
+            entries: f.entries,
+        })
+        .collect();
+    Ok(feeds)
+}
+
+/// Shared systems (shared4/6), the government networks (govnet4/6) and isolated hosts.
+fn add_systems_and_networks(policy: &Policy, image: &mut MapImage) {
+    for (id, system) in policy.systems.iter().enumerate() {
+        let id = SystemId::try_from(id).unwrap_or(SystemId::MAX);
+        image.systems.push(SystemInfo {
+            name: system.name.clone(),
+        });
+        for p in &system.prefixes {
+            match p.value {
+                IpNet::V4(n) => {
+                    image.shared4.insert(n, id);
+                    image.govnet4.insert(n, GOVNET_SHARED);
+                }
+                IpNet::V6(n) => {
+                    image.shared6.insert(n, id);
+                    image.govnet6.insert(n, GOVNET_SHARED);
+                }
+            }
+        }
+    }
+    if let Some(zone) = policy.zone(Role::Dedicated) {
+        for p in &zone.prefixes {
+            // A prefix that is both a shared system and the dedicated network stays "shared".
+            match p.value {
+                IpNet::V4(n) => {
+                    image.govnet4.entry(n).or_insert(GOVNET_DEDICATED);
+                }
+                IpNet::V6(n) => {
+                    image.govnet6.entry(n).or_insert(GOVNET_DEDICATED);
+                }
+            }
+        }
+    }
+    for class in &policy.isolated {
+        for h in &class.hosts {
+            match h.value {
+                IpNet::V4(n) => {
+                    image.isolated4.insert(n);
+                }
+                IpNet::V6(n) => {
+                    image.isolated6.insert(n);
+                }
+            }
+        }
+    }
+}
+
+/// Allow rules per (system, source prefix), folded so the longest source match alone decides.
+fn add_allow_rules(policy: &Policy, image: &mut MapImage) -> Result<(), PolicyError> {
+    for (id, system) in policy.systems.iter().enumerate() {
+        let id = SystemId::try_from(id).unwrap_or(SystemId::MAX);
+        let mut src4: BTreeMap<Ipv4Net, (Vec<PortRule>, u32)> = BTreeMap::new();
+        let mut src6: BTreeMap<Ipv6Net, (Vec<PortRule>, u32)> = BTreeMap::new();
+        for rule in &system.allow {
+            for from in &rule.from {
+                match from.value {
+                    IpNet::V4(n) => add_rules(
+                        &mut src4,
+                        n,
+                        rule_entries(rule.protocol, &rule.ports, false),
+                        from.line,
+                    ),
+                    IpNet::V6(n) => add_rules(
+                        &mut src6,
+                        n,
+                        rule_entries(rule.protocol, &rule.ports, true),
+                        from.line,
+                    ),
+                }
+            }
+        }
+        let has4 = system.prefixes.iter().any(|p| p.value.addr().is_ipv4());
+        let has6 = system.prefixes.iter().any(|p| p.value.addr().is_ipv6());
+        if has4 {
+            for (net, rules) in fold_sources(policy, &system.name, &src4)? {
+                image.allow4.insert((id, net), rules);
+            }
+        }
+        if has6 {
+            for (net, rules) in fold_sources(policy, &system.name, &src6)? {
+                image.allow6.insert((id, net), rules);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn as_v4(n: IpNet) -> Option<Ipv4Net> {
+    match n {
+        IpNet::V4(n) => Some(n),
+        IpNet::V6(_) => None,
+    }
+}
+
+fn as_v6(n: IpNet) -> Option<Ipv6Net> {
+    match n {
+        IpNet::V6(n) => Some(n),
+        IpNet::V4(_) => None,
+    }
+}
+
+type Entries<N> = Vec<Tagged<N>>;
+
+fn inline_entries(policy: &Policy) -> (Entries<Ipv4Net>, Entries<Ipv6Net>) {
+    let (mut b4, mut b6) = (Vec::new(), Vec::new());
+    for p in &policy.blocklist {
+        match p.value {
+            IpNet::V4(net) => b4.push(Tagged {
+                net,
+                feed: 0,
+                line: p.line,
+            }),
+            IpNet::V6(net) => b6.push(Tagged {
+                net,
+                feed: 0,
+                line: p.line,
+            }),
+        }
+    }
+    (b4, b6)
+}
+
+/// Append a feed's entries with its id, carving the exceptions; returns how many were excepted.
+fn add_feed<N: Prefix>(
+    all: &mut Entries<N>,
+    entries: Vec<Sourced<N>>,
+    feed: FeedId,
+    except: &[N],
+) -> u64 {
+    let mut tagged: Entries<N> = entries
+        .into_iter()
+        .map(|s| Tagged {
+            net: s.net,
+            feed,
+            line: s.line,
+        })
+        .collect();
+    let excepted = carve(&mut tagged, except);
+    if all.is_empty() {
+        *all = tagged;
+    } else {
+        all.append(&mut tagged);
+    }
+    excepted
+}
+
+/// Warn when a blocklist entry covers one of the office's own prefixes (lan, dedicated network,
+/// shared systems): traffic to them would be dropped as `blocklist`. Typical cause: a feed with
+/// bogons (10.0.0.0/8) — fix with `[blocklist] except`.
+fn protected_warnings(
+    policy: &Policy,
+    b4: &Entries<Ipv4Net>,
+    b6: &Entries<Ipv6Net>,
+    warnings: &mut Vec<Warning>,
+) {
+    let mut protected: Vec<(&Located<IpNet>, String, &str)> = Vec::new();
+    for zone in &policy.zones {
+        for p in &zone.prefixes {
+            let field = match zone.role {
+                Role::Lan => "zones.lan.prefixes",
+                Role::Dedicated => "zones.dedicated.prefixes",
+                Role::Internet => "zones.internet.prefixes",
+            };
+            protected.push((p, format!("{} prefix", zone.role.as_str()), field));
+        }
+    }
+    for system in &policy.systems {
+        for p in &system.prefixes {
+            protected.push((
+                p,
+                format!("shared system {:?}", system.name),
+                "shared_system.prefixes",
+            ));
+        }
+    }
+    for (p, what, field) in protected {
+        let hit = match p.value {
+            IpNet::V4(n) => find_cover(b4, &n).map(|e| (IpNet::V4(e.net), e.feed, e.line)),
+            IpNet::V6(n) => find_cover(b6, &n).map(|e| (IpNet::V6(e.net), e.feed, e.line)),
+        };
+        let Some((net, feed, line)) = hit else {
+            continue;
+        };
+        let source = if feed == 0 {
+            format!("the policy's [blocklist] (line {line})")
+        } else {
+            let f = &policy.feeds[feed as usize - 1];
+            format!("feed {:?} ({}:{line})", f.name, f.rel_path)
+        };
+        warnings.push(Warning {
+            path: policy.path.clone(),
+            line: p.line,
+            field: field.to_string(),
+            message: format!(
+                "{what} {} is blocked by {net} from {source}; traffic to it will be dropped — add an exception to [blocklist] except",
+                p.value
+            ),
+        });
+    }
+}
+
+/// The entry of a sorted, non-overlapping list that covers `p`, if any.
+fn find_cover<'a, N: Prefix>(entries: &'a [Tagged<N>], p: &N) -> Option<&'a Tagged<N>> {
+    let i = entries.partition_point(|e| e.net.first() <= p.first());
+    let candidate = entries.get(i.checked_sub(1)?)?;
+    candidate.net.covers(p).then_some(candidate)
+}
+
+/// The `PortRule`s of one allow rule for one address family.
+fn rule_entries(protocol: Protocol, ports: &[(u16, u16)], ipv6: bool) -> Vec<PortRule> {
+    let proto = protocol.number(ipv6);
+    if ports.is_empty() {
+        vec![PortRule::new(proto, 0, u16::MAX)]
+    } else {
+        ports
+            .iter()
+            .map(|&(lo, hi)| PortRule::new(proto, lo, hi))
+            .collect()
+    }
+}
+
+fn add_rules<N: Ord>(
+    map: &mut BTreeMap<N, (Vec<PortRule>, u32)>,
+    net: N,
+    rules: Vec<PortRule>,
+    line: u32,
+) {
+    let slot = map.entry(net).or_insert_with(|| (Vec::new(), line));
+    slot.0.extend(rules);
+    // Report against the last line that added rules to this source: that is where an admin exceeded
+    // the limit.
+    slot.1 = slot.1.max(line);
+}
+
+/// For every source prefix: its rules plus those of every covering source prefix, normalised.
+fn fold_sources<N: Prefix>(
+    policy: &Policy,
+    system: &str,
+    sources: &BTreeMap<N, (Vec<PortRule>, u32)>,
+) -> Result<Vec<(N, Vec<PortRule>)>, PolicyError> {
+    let mut out = Vec::with_capacity(sources.len());
+    for (net, (rules, line)) in sources {
+        let mut all = rules.clone();
+        let mut line = *line;
+        for (other, (more, other_line)) in sources {
+            if other != net && other.covers(net) {
+                all.extend_from_slice(more);
+                line = line.max(*other_line);
+            }
+        }
+        let all = normalise_rules(all);
+        if all.len() > MAX_ALLOW_RULES {
+            return Err(PolicyError::new(
+                ErrorKind::Capacity,
+                &policy.path,
+                line,
+                "shared_system.allow",
+                format!(
+                    "shared system {system:?} admits {} distinct protocol/port rules for source {net} (its own and those of covering sources); at most {MAX_ALLOW_RULES} fit — merge ports into ranges",
+                    all.len()
+                ),
+            ));
+        }
+        out.push((*net, all));
+    }
+    Ok(out)
+}
+
+/// Sorted, deduplicated, overlapping/adjacent ranges of one protocol merged; an any-protocol rule
+/// admits everything and replaces the rest. Membership (`PortRule::admits`) is unchanged.
+pub fn normalise_rules(mut rules: Vec<PortRule>) -> Vec<PortRule> {
+    if rules.iter().any(|r| r.proto == PortRule::ANY_PROTO) {
+        return vec![PortRule::new(PortRule::ANY_PROTO, 0, u16::MAX)];
+    }
+    rules.sort_unstable();
+    let mut out: Vec<PortRule> = Vec::with_capacity(rules.len());
+    for r in rules {
+        if let Some(last) = out.last_mut()
+            && last.proto == r.proto
+            && u32::from(r.port_lo) <= u32::from(last.port_hi) + 1
+        {
+            last.port_hi = last.port_hi.max(r.port_hi);
+            continue;
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Refuse blocklists the data-path maps cannot hold, before building the image (and before the
+/// loader would fail half way). Blocklists grow from feeds: the error names the last feed.
+fn check_blocklist_capacity(
+    policy: &Policy,
+    b4: &Entries<Ipv4Net>,
+    b6: &Entries<Ipv6Net>,
+) -> Result<(), PolicyError> {
+    let exact4 = b4.iter().filter(|e| e.net.prefix_len() == 32).count();
+    let exact6 = b6.iter().filter(|e| e.net.prefix_len() == 128).count();
+    let limits = [
+        ("block4_exact", exact4, BLOCK4_EXACT_PER_SLOT),
+        ("block4_prefixes", b4.len() - exact4, BLOCK4_LPM_PER_SLOT),
+        ("block6_exact", exact6, BLOCK6_EXACT_PER_SLOT),
+        ("block6_prefixes", b6.len() - exact6, BLOCK6_LPM_PER_SLOT),
+    ];
+    let (line, field) = policy
+        .feeds
+        .last()
+        .map_or((1, "blocklist.prefixes"), |f| (f.line, "feed.path"));
+    check_limits(policy, &limits, line, field)
+}
+
+/// Refuse policy-sized sections beyond the maps' room (thousands of hand-written prefixes).
+fn check_capacity(policy: &Policy, image: &MapImage) -> Result<(), PolicyError> {
+    let limits = [
+        ("isolated4", image.isolated4.len(), SMALL_PER_SLOT),
+        ("isolated6", image.isolated6.len(), SMALL_PER_SLOT),
+        ("shared4", image.shared4.len(), SMALL_PER_SLOT),
+        ("shared6", image.shared6.len(), SMALL_PER_SLOT),
+        ("govnet4", image.govnet4.len(), SMALL_PER_SLOT),
+        ("govnet6", image.govnet6.len(), SMALL_PER_SLOT),
+        ("allow4", image.allow4.len(), SMALL_PER_SLOT),
+        ("allow6", image.allow6.len(), SMALL_PER_SLOT),
+    ];
+    check_limits(policy, &limits, 1, "policy")
+}
+
+fn check_limits(
+    policy: &Policy,
+    limits: &[(&str, usize, u32)],
+    line: u32,
+    field: &str,
+) -> Result<(), PolicyError> {
+    for &(section, len, cap) in limits {
+        if len > cap as usize {
+            return Err(PolicyError::new(
+                ErrorKind::Capacity,
+                &policy.path,
+                line,
+                field,
+                format!(
+                    "the policy needs {len} {section} entries; the data path holds {cap} per policy"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // reason: test code
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_normalise() {
+        let r = |p, lo, hi| PortRule::new(p, lo, hi);
+        assert_eq!(
+            normalise_rules(vec![
+                r(6, 443, 443),
+                r(6, 80, 80),
+                r(6, 81, 90),
+                r(6, 85, 85),
+                r(17, 53, 53),
+                r(6, 443, 443)
+            ]),
+            vec![r(6, 80, 90), r(6, 443, 443), r(17, 53, 53)]
+        );
+        assert_eq!(
+            normalise_rules(vec![r(6, 1, 2), r(0, 0, 65535)]),
+            vec![r(0, 0, 65535)]
+        );
+        assert_eq!(
+            normalise_rules(vec![r(6, 0, 65535), r(6, 65535, 65535)]),
+            vec![r(6, 0, 65535)]
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! Differential tests: the same packets through the reference model (plain Rust over the map image,
+//! smoltcp parsing) and through the real XDP program (BPF_PROG_TEST_RUN, real maps, real FIB), which
+//! must agree on every reason. Needs root: fails, never skips, without it.
+use std::{cell::RefCell, sync::Arc};
+
+use gateway_common::{Reason, values::SETTING_DROP_FRAGMENTS};
+use gateway_policy::image::MapImage;
+use gateway_reference::{Ports, StaticRoutes, evaluate};
+use gateway_tests::{
+    corpus::{CorpusAddrs, corpus, corpus_image, corpus_routes},
+    r#gen::{Universe, arb_frame, arb_image},
+    testnet::{TestNet, XdpHarness},
+};
+use proptest::{
+    collection::vec,
+    test_runner::{Config, TestCaseError, TestRunner},
+};
+
+/// The corpus topology with the namespace's real ifindexes.
+fn corpus_addrs(net: &TestNet) -> CorpusAddrs {
+    use gateway_common::Role;
+    CorpusAddrs {
+        lan_if: net.ifindex_of(Role::Lan),
+        dedicated_if: net.ifindex_of(Role::Dedicated),
+        internet_if: net.ifindex_of(Role::Internet),
+        unknown_if: net.spare,
+        ..CorpusAddrs::example()
+    }
+}
+
+fn universe(net: &TestNet) -> Universe {
+    use gateway_common::Role;
+    Universe {
+        lan_if: net.ifindex_of(Role::Lan),
+        dedicated_if: net.ifindex_of(Role::Dedicated),
+        internet_if: net.ifindex_of(Role::Internet),
+        unknown_if: net.spare,
+    }
+}
+
+/// One disagreement, for the failure report.
+struct Mismatch {
+    case: String,
+    xdp: Reason,
+    reference: Reason,
+    expected: Option<Reason>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: xdp={} reference={}", self.case, self.xdp.as_str(), self.reference.as_str())?;
+        if let Some(e) = self.expected {
+            write!(f, " expected={}", e.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+fn report(what: &str, mismatches: &[Mismatch]) -> anyhow::Result<()> {
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+    anyhow::bail!("{what}: {} disagreements:\n{}", mismatches.len(), lines.join("\n"))
+}
+
+#[test]
+fn corpus_gets_the_same_reason_from_xdp_reference_and_hand_labels() -> anyhow::Result<()> {
+    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
+    let addrs = corpus_addrs(&h.net);
+    addrs.validate()?;
+    let routes = corpus_routes(&addrs);
+    let ports = h.net.reference_ports();
+    let cases = corpus(&addrs);
+    assert!(cases.len() >= 80, "corpus too small: {}", cases.len());
+
+    // Before any policy: everything on our ports is `no_policy`, elsewhere `unknown_port`.
+    let empty = MapImage::default();
+    let mut mismatches = Vec::new();
+    for c in &cases {
+        let xdp = h.run(c.ingress, &c.frame)?.reason;
+        let reference = evaluate(&empty, false, &ports, &routes, c.ingress, &c.frame);
+        if xdp != reference {
+            mismatches.push(Mismatch { case: c.name.clone(), xdp, reference, expected: None });
+        }
+    }
+    report("no policy loaded", &mismatches)?;
+
+    // The corpus image, fragments judged on their addresses, then dropped.
+    let image = corpus_image(&addrs);
+    let mut generation = 0;
+    for drop_fragments in [false, true] {
+        let mut img = image.clone();
+        if drop_fragments {
+            img.settings_flags |= SETTING_DROP_FRAGMENTS;
+        }
+        generation += 1;
+        h.dp.apply(Arc::new(img.clone()), generation)?;
+        let mut mismatches = Vec::new();
+        for c in &cases {
+            let xdp = h.run(c.ingress, &c.frame)?.reason;
+            let reference = evaluate(&img, true, &ports, &routes, c.ingress, &c.frame);
+            let expected = if drop_fragments { c.expected_drop_fragments } else { c.expected };
+            if xdp != reference || xdp != expected {
+                mismatches.push(Mismatch { case: c.name.clone(), xdp, reference, expected: Some(expected) });
+            }
+        }
+        report(&format!("corpus image (drop fragments: {drop_fragments})"), &mismatches)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn random_policies_and_packets_agree_between_xdp_and_reference() -> anyhow::Result<()> {
+    let h = RefCell::new(XdpHarness::new(|net| universe(net).routes())?);
+    let u = universe(&h.borrow().net);
+    let routes: StaticRoutes = u.routes();
+    let ports: Ports = h.borrow().net.reference_ports();
+    let generation = RefCell::new(0u64);
+    let cases = std::env::var("GATEWAY_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = (arb_image(&u), vec(arb_frame(&u), 1..48));
+    let result = runner.run(&strategy, |(image, frames)| {
+        let mut h = h.borrow_mut();
+        let mut g = generation.borrow_mut();
+        *g += 1;
+        h.dp.apply(Arc::new(image.clone()), *g).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for f in &frames {
+            let xdp = h.run(f.ingress, &f.frame).map_err(|e| TestCaseError::fail(e.to_string()))?.reason;
+            let reference = evaluate(&image, true, &ports, &routes, f.ingress, &f.frame);
+            if xdp != reference {
+                return Err(TestCaseError::fail(format!(
+                    "xdp={} reference={} ingress={} frame={:?}\nbytes={:02x?}",
+                    xdp.as_str(),
+                    reference.as_str(),
+                    f.ingress,
+                    f.spec,
+                    f.frame
+                )));
+            }
+        }
+        Ok(())
+    });
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// While policies are swapped back and forth, a packet both policies block is never passed and a
+/// packet both pass is never dropped: no run sees a half-written policy.
+#[test]
+fn swapping_policies_never_lapses() -> anyhow::Result<()> {
+    use gateway_tests::corpus::{Frame, L4};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
+    let addrs = corpus_addrs(&h.net);
+    let base = corpus_image(&addrs);
+    // A second policy: the same plus a few thousand extra blocked addresses, so each swap rewrites
+    // a large part of a slot.
+    let mut bigger = base.clone();
+    for i in 0..5000u32 {
+        bigger.block4_exact.insert(std::net::Ipv4Addr::from(0x6440_0000 + i * 3 + 1), 0);
+    }
+    let blocked = Frame::ip(addrs.v4.client, addrs.v4.blocked_exact, L4::tcp(40000, 443)).bytes();
+    let allowed = Frame::ip(addrs.v4.client, addrs.v4.internet, L4::tcp(40000, 443)).bytes();
+    h.dp.apply(Arc::new(base.clone()), 1)?;
+    let lan = addrs.lan_if;
+    let watcher = h.dp.runner(gateway_dataplane::Program::Gateway)?;
+    let ns = h.net.name.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+        let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
+        // SAFETY: setns on this thread only, with an open namespace file.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
+            anyhow::bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        let (mut runs, mut lapses) = (0u64, 0u64);
+        while !stop2.load(Ordering::Relaxed) {
+            let (a, _) = watcher.run(lan, &blocked, 1)?;
+            let (b, _) = watcher.run(lan, &allowed, 1)?;
+            runs += 2;
+            lapses += u64::from(a != gateway_dataplane::XDP_DROP) + u64::from(b != gateway_dataplane::XDP_PASS);
+        }
+        Ok((runs, lapses))
+    });
+    for generation in 2..22u64 {
+        let img = if generation % 2 == 0 { &bigger } else { &base };
+        h.dp.apply(Arc::new(img.clone()), generation)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (runs, lapses) = thread.join().map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    assert!(runs > 0, "the watcher never ran");
+    assert_eq!(lapses, 0, "{lapses} wrong verdicts in {runs} runs while swapping policies");
+    Ok(())
+}
