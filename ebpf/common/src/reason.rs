@@ -20,8 +20,9 @@ pub enum Verdict {
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
 ///       the route must leave by the dedicated port → else `shared_via_internet`
 ///    5. otherwise pass.
-/// 3. `dedicated` ingress: source not a shared system nor a dedicated prefix → `dedicated_foreign`;
-///    forwarded anywhere but a `lan` port → `cross_network`.
+/// 3. `dedicated` ingress: source not a shared system nor a dedicated prefix → `dedicated_foreign`
+///    (except an IPv6 link-local or unspecified source — neighbour discovery, MLD — addressed to the
+///    gateway itself); forwarded anywhere but a `lan` port → `cross_network`.
 /// 4. `internet` ingress: source in a blocklist → `blocklist_in`; source claims a shared-system or
 ///    dedicated prefix → `spoofed`; forwarded to the dedicated port → `cross_network`; else pass.
 /// 5. Before all of this: a packet on a port without a role → `unknown_port`; no policy loaded in the

@@ -123,14 +123,20 @@ impl DatapathConfig {
         DatapathConfig { version: DATAPATH_CONFIG_VERSION, flags: CFG_FIB_SKIP_NEIGH };
 }
 
+// SAFETY (every impl below): each type is #[repr(C)], Copy, made only of integers and integer arrays,
+// with every padding byte an explicit field (sizes asserted above), so any bit pattern is a valid value.
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all impls below): each type is #[repr(C)], Copy, made only of integers and integer arrays,
-    // with every padding byte an explicit field (sizes asserted above), so any bit pattern is valid.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::PortConf {}
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::PortRule {}
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::AllowSet {}
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::DatapathConfig {}
 }

@@ -79,11 +79,17 @@ fn admits(allow: &gateway_common::values::AllowSet, pkt: &Packet) -> bool {
 /// `dedicated` ingress: 1 foreign source, 2 anything forwarded anywhere but the lan.
 #[inline(always)]
 pub fn dedicated_ingress(ctx: &XdpContext, pkt: &Packet, slot: u8) -> Reason {
-    let known = match pkt.addrs {
-        Addrs::V4 { src, .. } => maps::govnet4(slot, src),
-        Addrs::V6 { src, .. } => maps::govnet6(slot, src),
+    let (known, link_scope) = match pkt.addrs {
+        Addrs::V4 { src, .. } => (maps::govnet4(slot, src), false),
+        Addrs::V6 { src, .. } => (maps::govnet6(slot, src), link_scope_v6(&src)),
     };
     if !known {
+        // Neighbour discovery and MLD from the upstream router carry a link-local (or, for DAD, the
+        // unspecified) source. A router never forwards such packets, so they can only be for the
+        // gateway itself: let exactly those through, or IPv6 on the dedicated link cannot work.
+        if link_scope && matches!(route::egress(ctx, pkt), Egress::Local) {
+            return Reason::Pass;
+        }
         return Reason::DedicatedForeign;
     }
     match route::egress(ctx, pkt) {
@@ -91,6 +97,17 @@ pub fn dedicated_ingress(ctx: &XdpContext, pkt: &Packet, slot: u8) -> Reason {
         e if e.role() == Some(Role::Lan) => Reason::Pass,
         _ => Reason::CrossNetwork,
     }
+}
+
+/// fe80::/10 or ::.
+#[inline(always)]
+fn link_scope_v6(a: &[u8; 16]) -> bool {
+    let link_local = a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+    let mut unspecified = true;
+    for b in a {
+        unspecified &= *b == 0;
+    }
+    link_local || unspecified
 }
 
 /// `internet` ingress: 1 blocked source, 2 spoofed government source, 3 forwarded to the dedicated port.

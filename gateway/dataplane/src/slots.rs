@@ -370,6 +370,7 @@ fn net6_key(slot: u8, n: &Ipv6Net) -> Key<V6Key> {
     Key::new(keys::addr_prefix_len(n.prefix_len()), keys::v6_key(slot, n.network().octets()))
 }
 
+#[allow(clippy::ptr_arg, reason = "called as Fn(&V) with V = Vec<PortRule>, the image's value type")]
 fn allow_value(rules: &Vec<PortRule>) -> AllowSet {
     let mut set = AllowSet::EMPTY;
     let n = rules.len().min(MAX_ALLOW_RULES);

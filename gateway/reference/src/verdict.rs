@@ -25,8 +25,9 @@ use crate::routes::{Egress, Ports, Routes};
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
 ///       the route must leave by the dedicated port → else `shared_via_internet`
 ///    5. otherwise pass.
-/// 3. `dedicated` ingress: source not a shared system nor a dedicated prefix → `dedicated_foreign`;
-///    forwarded anywhere but a `lan` port → `cross_network`.
+/// 3. `dedicated` ingress: source not a shared system nor a dedicated prefix → `dedicated_foreign`
+///    (except an IPv6 link-local or unspecified source — neighbour discovery, MLD — addressed to the
+///    gateway itself); forwarded anywhere but a `lan` port → `cross_network`.
 /// 4. `internet` ingress: source in a blocklist → `blocklist_in`; source claims a shared-system or
 ///    dedicated prefix → `spoofed`; forwarded to the dedicated port → `cross_network`; else pass.
 /// 5. Before all of this: a packet on a port without a role → `unknown_port`; no policy loaded in the
@@ -125,9 +126,11 @@ impl Judge<'_> {
     }
 
     fn dedicated(&self) -> Reason {
-        // 1. The source must belong to the dedicated network (a shared system or a dedicated prefix).
+        // 1. The source must belong to the dedicated network (a shared system or a dedicated prefix),
+        //    or be link-scope control traffic for the gateway itself (a router never forwards it).
         if !self.in_govnet(self.pkt.src) {
-            return Reason::DedicatedForeign;
+            let link_scope = matches!(self.pkt.src, IpAddr::V6(a) if a.is_unspecified() || a.is_unicast_link_local());
+            return if link_scope && self.route() == Egress::Local { Reason::Pass } else { Reason::DedicatedForeign };
         }
         // 2. Only to the gateway itself or towards the lan.
         let egress = self.route();

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# README command two: the whole test suite, from a fresh machine. Needs root (network namespaces, XDP,
+# BPF_PROG_TEST_RUN); root-only tests fail loudly without it, they never skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Labs left behind by a killed run (namespaces, bpffs mounts) would only waste memory; remove them.
+cargo build --release --locked --workspace --bins
+target/release/gateway-lab cleanup || true
+export GATEWAYD="$PWD/target/release/gatewayd" GATEWAYCTL="$PWD/target/release/gatewayctl"
+cargo test --release --locked --workspace "$@"

@@ -1,0 +1,223 @@
+//! gateway-lab: the namespace lab by hand.
+//!
+//! ```text
+//! gateway-lab demo [--policy <file>]   lab up, gatewayd with the example policy, every demo case as
+//!                                      real traffic, a table of expected vs observed, the counters;
+//!                                      exits 1 if any case deviates
+//! gateway-lab up [--policy <file>]     lab up (and gatewayd, if --policy), then wait for Ctrl-C
+//! gateway-lab cleanup                  remove labs left behind by dead processes
+//! ```
+//! Needs root. gatewayd/gatewayctl: $GATEWAYD / $GATEWAYCTL, else next to this executable, else the
+//! workspace's target/release or target/debug. Policies default to configs/ward-office.toml.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use gateway_tests::lab::{self, Lab, cases};
+
+const DEFAULT_POLICY: &str = "configs/ward-office.toml";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => policy_arg(&args[1..]).and_then(|p| demo(&p)),
+        Some("up") => policy_arg_optional(&args[1..]).and_then(|p| up(p.as_deref())),
+        Some("cleanup") => cleanup(),
+        Some("help" | "-h" | "--help") | None => {
+            print!("{}", usage());
+            Ok(true)
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command {other:?}\n{}", usage())),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("gateway-lab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: gateway-lab demo [--policy <file>] | up [--policy <file>] | cleanup\n"
+}
+
+fn policy_arg_optional(args: &[String]) -> Result<Option<String>> {
+    match args {
+        [] => Ok(None),
+        [flag, path] if flag == "--policy" => Ok(Some(path.clone())),
+        _ => bail!("unexpected arguments {args:?}\n{}", usage()),
+    }
+}
+
+fn policy_arg(args: &[String]) -> Result<String> {
+    Ok(policy_arg_optional(args)?.unwrap_or_else(|| DEFAULT_POLICY.to_owned()))
+}
+
+/// Runs every demo case; true when all behaved as expected.
+fn demo(policy: &str) -> Result<bool> {
+    let mut lab = Lab::up()?;
+    lab.print_log_on_drop = false;
+    println!("{}", lab.describe());
+    if let Err(e) = lab.start_gatewayd(policy) {
+        eprintln!("{}", lab.gatewayd_log());
+        return Err(e);
+    }
+    let status = lab.ctl_ok(&["status"])?;
+    println!("gatewayd is up with {policy}:\n{status}");
+
+    let mut table = Table::new([
+        "#",
+        "case",
+        "probe",
+        "from -> to",
+        "expected",
+        "observed",
+        "counters moved",
+        "",
+    ]);
+    let mut deviations = Vec::new();
+    let mut run = |lab: &mut Lab, cases: Vec<cases::Case>| -> Result<()> {
+        for case in cases {
+            let obs = lab.observe(case.from, case.src, case.dst, case.probe)?;
+            let number = table.len() + 1;
+            let problem = obs.mismatch(case.expect);
+            table.row([
+                number.to_string(),
+                case.title(),
+                case.probe.to_string(),
+                format!("{} -> {}", case.src, case.dst),
+                case.expect.to_string(),
+                obs.outcome().to_owned(),
+                obs.moved_drops(),
+                if problem.is_some() {
+                    "DEVIATES".to_owned()
+                } else {
+                    "ok".to_owned()
+                },
+            ]);
+            if let Some(problem) = problem {
+                deviations.push(format!(
+                    "#{number} {}: expected {}, but {problem}; observed {obs}",
+                    obs.what(),
+                    case.expect
+                ));
+            }
+        }
+        Ok(())
+    };
+    run(&mut lab, cases::normal_routing())?;
+    lab.divert_shared_routes_to_internet()?;
+    run(&mut lab, cases::shared_routed_via_internet())?;
+    lab.restore_shared_routes()?;
+
+    println!("{}", table.render());
+    println!("gatewayctl stats:\n{}", lab.ctl_ok(&["stats"])?);
+    if deviations.is_empty() {
+        println!("all {} cases behaved as the policy says", table.len());
+    } else {
+        println!("{} of {} case(s) deviate:", deviations.len(), table.len());
+        for deviation in &deviations {
+            println!("  {deviation}");
+        }
+        println!("gatewayd log:\n{}", lab.gatewayd_log());
+    }
+    lab.teardown()?;
+    Ok(deviations.is_empty())
+}
+
+/// Brings the lab up and keeps it until SIGINT/SIGTERM.
+fn up(policy: Option<&str>) -> Result<bool> {
+    // Block the signals before any thread exists, so all threads inherit the mask and sigwait below is
+    // the only place they are taken (children get a clean mask from std::process).
+    let signals = block_termination_signals()?;
+    let mut lab = Lab::up()?;
+    if let Some(policy) = policy {
+        lab.start_gatewayd(policy)?;
+        println!(
+            "gatewayd runs with {policy} (log: {}/gatewayd.log)",
+            lab.run_dir().display()
+        );
+    }
+    println!("{}", lab.describe());
+    println!("Ctrl-C tears the lab down.");
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `signals` is an initialised sigset and `signal` a valid out-pointer.
+    unsafe { libc::sigwait(&signals, &mut signal) };
+    println!("signal {signal}: tearing down");
+    lab.teardown()?;
+    Ok(true)
+}
+
+fn block_termination_signals() -> Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it before pthread_sigmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("pthread_sigmask failed");
+        }
+        Ok(set)
+    }
+}
+
+fn cleanup() -> Result<bool> {
+    lab::ensure_root()?;
+    let removed = lab::cleanup_stale().context("cleanup")?;
+    println!("removed {} stale lab(s) {removed:?}", removed.len());
+    Ok(true)
+}
+
+/// A plain-text table with columns as wide as their widest cell.
+struct Table<const N: usize> {
+    header: [String; N],
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N]) -> Self {
+        Table {
+            header: header.map(str::to_owned),
+            rows: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let mut widths = [0usize; N];
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; N]| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join(" | ").trim_end().to_owned() + "\n"
+        };
+        let mut out = line(&self.header);
+        out += &(widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-")
+            + "\n");
+        for row in &self.rows {
+            out += &line(row);
+        }
+        out
+    }
+}
