@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The workspace's default members: everything but ebpf/xdp, which only builds for the BPF target
+# (gateway/dataplane's build.rs builds and embeds it).
+cargo build --release --locked --bins
 # Labs left behind by a killed run (namespaces, bpffs mounts) would only waste memory; remove them.
-cargo build --release --locked --workspace --bins
 target/release/gateway-lab cleanup || true
 export GATEWAYD="$PWD/target/release/gatewayd" GATEWAYCTL="$PWD/target/release/gatewayctl"
-cargo test --release --locked --workspace "$@"
+cargo test --release --locked "$@"

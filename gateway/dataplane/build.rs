@@ -15,7 +15,11 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", toolchain_file.display()))?;
     let channel = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("channel").map(|v| v.trim_start_matches([' ', '='])))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("channel")
+                .map(|v| v.trim_start_matches([' ', '=']))
+        })
         .map(|v| v.trim().trim_matches('"').to_owned())
         .ok_or_else(|| anyhow!("no channel in {}", toolchain_file.display()))?;
 
@@ -27,9 +31,15 @@ fn main() -> anyhow::Result<()> {
         env::set_var("CARGO_TERM_QUIET", "true");
     }
     let xdp_dir = root.join("ebpf/xdp");
-    let xdp_dir = xdp_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", xdp_dir.display()))?;
+    let xdp_dir = xdp_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", xdp_dir.display()))?;
     aya_build::build_ebpf(
-        [Package { name: "gateway-xdp", root_dir: xdp_dir, ..Default::default() }],
+        [Package {
+            name: "gateway-xdp",
+            root_dir: xdp_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom(&channel),
     )
 }

@@ -46,18 +46,47 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let tcp = |src: Ipv4Addr, dst: Ipv4Addr, port| Frame::ip(IpAddr::V4(src), IpAddr::V4(dst), L4::tcp(40000, port)).bytes();
+    let tcp = |src: Ipv4Addr, dst: Ipv4Addr, port| {
+        Frame::ip(IpAddr::V4(src), IpAddr::V4(dst), L4::tcp(40000, port)).bytes()
+    };
     let v6 = |src: &str, dst: &str| {
-        let (s, d): (Ipv6Addr, Ipv6Addr) = (src.parse().unwrap_or(Ipv6Addr::LOCALHOST), dst.parse().unwrap_or(Ipv6Addr::LOCALHOST));
+        let (s, d): (Ipv6Addr, Ipv6Addr) = (
+            src.parse().unwrap_or(Ipv6Addr::LOCALHOST),
+            dst.parse().unwrap_or(Ipv6Addr::LOCALHOST),
+        );
         Frame::ip(IpAddr::V6(s), IpAddr::V6(d), L4::tcp(40000, 443)).bytes()
     };
     vec![
-        Case { name: "lan→internet tcp (all lookups miss)", ingress: Role::Lan, frame: tcp(CLIENT, INTERNET, 443) },
-        Case { name: "lan→blocked host (exact hit)", ingress: Role::Lan, frame: tcp(CLIENT, BLOCKED, 443) },
-        Case { name: "lan→blocked prefix (LPM hit)", ingress: Role::Lan, frame: tcp(CLIENT, IN_BLOCKED_PREFIX, 443) },
-        Case { name: "lan→shared system (allow+FIB)", ingress: Role::Lan, frame: tcp(CLIENT, SHARED, 443) },
-        Case { name: "internet→lan tcp (checks+FIB)", ingress: Role::Internet, frame: tcp(INTERNET, CLIENT, 40000) },
-        Case { name: "lan→internet tcp v6", ingress: Role::Lan, frame: v6("fd00:10::2", "2001:db8:200::10") },
+        Case {
+            name: "lan→internet tcp (all lookups miss)",
+            ingress: Role::Lan,
+            frame: tcp(CLIENT, INTERNET, 443),
+        },
+        Case {
+            name: "lan→blocked host (exact hit)",
+            ingress: Role::Lan,
+            frame: tcp(CLIENT, BLOCKED, 443),
+        },
+        Case {
+            name: "lan→blocked prefix (LPM hit)",
+            ingress: Role::Lan,
+            frame: tcp(CLIENT, IN_BLOCKED_PREFIX, 443),
+        },
+        Case {
+            name: "lan→shared system (allow+FIB)",
+            ingress: Role::Lan,
+            frame: tcp(CLIENT, SHARED, 443),
+        },
+        Case {
+            name: "internet→lan tcp (checks+FIB)",
+            ingress: Role::Internet,
+            frame: tcp(INTERNET, CLIENT, 40000),
+        },
+        Case {
+            name: "lan→internet tcp v6",
+            ingress: Role::Lan,
+            frame: v6("fd00:10::2", "2001:db8:200::10"),
+        },
     ]
 }
 
@@ -86,7 +115,9 @@ fn write_policy(dir: &Path, feed: &Path, extra_block: Option<&str>) -> anyhow::R
         Some(e) => format!("{name}-plus-{}.toml", e.replace(['/', '.'], "_")),
         None => format!("{name}.toml"),
     });
-    let extra = extra_block.map(|e| format!(", \"{e}\"")).unwrap_or_default();
+    let extra = extra_block
+        .map(|e| format!(", \"{e}\""))
+        .unwrap_or_default();
     let text = format!(
         r#"[policy]
 name = "bench-{name}"
@@ -124,7 +155,9 @@ name = "synthetic"
 path = "{}"
 format = "plain"
 "#,
-        feed.file_name().and_then(|f| f.to_str()).unwrap_or_default()
+        feed.file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default()
     );
     std::fs::write(&path, text)?;
     Ok(path)
@@ -140,31 +173,55 @@ struct LapseWatch {
 
 impl LapseWatch {
     fn start(runner: Runner, net_name: String, lan: u32) -> LapseWatch {
-        let (stop, runs, lapses) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (stop, runs, lapses) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let (s, r, l) = (stop.clone(), runs.clone(), lapses.clone());
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
             let ns = std::fs::File::open(format!("/run/netns/{net_name}"))?;
             // SAFETY: setns on this thread only, with an open namespace file.
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0
+            {
                 anyhow::bail!("setns: {}", std::io::Error::last_os_error());
             }
-            let blocked = Frame::ip(IpAddr::V4(CLIENT), IpAddr::V4(BLOCKED), L4::tcp(40000, 443)).bytes();
-            let allowed = Frame::ip(IpAddr::V4(CLIENT), IpAddr::V4(INTERNET), L4::tcp(40000, 443)).bytes();
+            let blocked =
+                Frame::ip(IpAddr::V4(CLIENT), IpAddr::V4(BLOCKED), L4::tcp(40000, 443)).bytes();
+            let allowed = Frame::ip(
+                IpAddr::V4(CLIENT),
+                IpAddr::V4(INTERNET),
+                L4::tcp(40000, 443),
+            )
+            .bytes();
             while !s.load(Ordering::Relaxed) {
                 let (a, _) = runner.run(lan, &blocked, 1)?;
                 let (b, _) = runner.run(lan, &allowed, 1)?;
                 r.fetch_add(2, Ordering::Relaxed);
-                l.fetch_add(u64::from(a != XDP_DROP) + u64::from(b != XDP_PASS), Ordering::Relaxed);
+                l.fetch_add(
+                    u64::from(a != XDP_DROP) + u64::from(b != XDP_PASS),
+                    Ordering::Relaxed,
+                );
             }
             Ok(())
         });
-        LapseWatch { stop, runs, lapses, thread }
+        LapseWatch {
+            stop,
+            runs,
+            lapses,
+            thread,
+        }
     }
 
     fn finish(self) -> anyhow::Result<(u64, u64)> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| anyhow::anyhow!("lapse watcher panicked"))??;
-        Ok((self.runs.load(Ordering::Relaxed), self.lapses.load(Ordering::Relaxed)))
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("lapse watcher panicked"))??;
+        Ok((
+            self.runs.load(Ordering::Relaxed),
+            self.lapses.load(Ordering::Relaxed),
+        ))
     }
 }
 
@@ -181,26 +238,42 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> anyhow::Result<()> {
-    let XdpHarness { net, mut dp, runner: gw } = harness;
+    let XdpHarness {
+        net,
+        mut dp,
+        runner: gw,
+    } = harness;
     let base = dp.runner(Program::PassOnly)?;
     let cases = cases();
-    println!("gateway-bench: {} repeats per figure (kernel average via BPF_PROG_TEST_RUN), kernel {}", REPEAT, kernel());
+    println!(
+        "gateway-bench: {} repeats per figure (kernel average via BPF_PROG_TEST_RUN), kernel {}",
+        REPEAT,
+        kernel()
+    );
     let mut per_size: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
     // Before any policy the program drops everything (fail closed); the lapse watch needs a policy in
     // force that already blocks BLOCKED and passes INTERNET, as every policy below does.
     let mut generation = 1;
     let initial = write_policy(dir, &write_feed(dir, 10)?, None)?;
-    dp.apply(Arc::new(gateway_policy::compile(&initial, profile)?.image), generation)?;
+    dp.apply(
+        Arc::new(gateway_policy::compile(&initial, profile)?.image),
+        generation,
+    )?;
     let mut last_policy = None;
     for n in SIZES {
         let feed = write_feed(dir, n)?;
         let policy = write_policy(dir, &feed, None)?;
         let t = Instant::now();
-        let compiled = gateway_policy::compile(&policy, profile).with_context(|| format!("compiling {}", policy.display()))?;
+        let compiled = gateway_policy::compile(&policy, profile)
+            .with_context(|| format!("compiling {}", policy.display()))?;
         let compile_ms = t.elapsed().as_secs_f64() * 1e3;
         let entries = compiled.image.entry_count();
         generation += 1;
-        let watch = LapseWatch::start(dp.runner(Program::Gateway)?, net.name.clone(), net.ifindex_of(Role::Lan));
+        let watch = LapseWatch::start(
+            dp.runner(Program::Gateway)?,
+            net.name.clone(),
+            net.ifindex_of(Role::Lan),
+        );
         let report = dp.apply(Arc::new(compiled.image), generation)?;
         let (runs, lapses) = watch.finish()?;
         let mem: u64 = dp.map_memory().iter().map(|(_, b)| b).sum();
@@ -212,14 +285,23 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             report.entries_deleted,
             mem as f64 / (1024.0 * 1024.0)
         );
-        println!("  {:<38} {:>10} {:>12} {:>7}", "packet", "ns/packet", "pass-only ns", "ratio");
+        println!(
+            "  {:<38} {:>10} {:>12} {:>7}",
+            "packet", "ns/packet", "pass-only ns", "ratio"
+        );
         let mut figures = Vec::new();
         for c in &cases {
             let ifindex = net.ifindex_of(c.ingress);
             let (_, t_gw) = gw.run(ifindex, &c.frame, REPEAT)?;
             let (_, t_base) = base.run(ifindex, &c.frame, REPEAT)?;
             let (g, b) = (t_gw.as_nanos() as f64, t_base.as_nanos() as f64);
-            println!("  {:<38} {:>10.1} {:>12.1} {:>6.1}x", c.name, g, b, g / b.max(0.1));
+            println!(
+                "  {:<38} {:>10.1} {:>12.1} {:>6.1}x",
+                c.name,
+                g,
+                b,
+                g / b.max(0.1)
+            );
             figures.push((g, b));
         }
         per_size.push((n, figures));
@@ -236,7 +318,11 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             let compiled = gateway_policy::compile(&policy, profile)?;
             let compile_ms = t.elapsed().as_secs_f64() * 1e3;
             generation += 1;
-            let watch = LapseWatch::start(dp.runner(Program::Gateway)?, net.name.clone(), net.ifindex_of(Role::Lan));
+            let watch = LapseWatch::start(
+                dp.runner(Program::Gateway)?,
+                net.name.clone(),
+                net.ifindex_of(Role::Lan),
+            );
             let report = dp.apply(Arc::new(compiled.image), generation)?;
             let (runs, lapses) = watch.finish()?;
             println!(
@@ -258,5 +344,7 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -125,9 +125,18 @@ pub enum Ext {
     /// Hop-by-hop (0), routing (43) or destination options (60): (hdr_ext_len + 1) * 8 bytes, filled
     /// with a PadN option (routing: type 253 (experimental), segments left 0, then zeros).
     /// `claimed` overrides the length byte written (the bytes emitted stay (hdr_ext_len + 1) * 8).
-    Opts { kind: u8, hdr_ext_len: u8, claimed: Option<u8> },
+    Opts {
+        kind: u8,
+        hdr_ext_len: u8,
+        claimed: Option<u8>,
+    },
     /// Fragment header: offset in 8-byte units, more-fragments flag, identification, reserved byte.
-    Fragment { offset: u16, more: bool, ident: u32, reserved: u8 },
+    Fragment {
+        offset: u16,
+        more: bool,
+        ident: u32,
+        reserved: u8,
+    },
     /// Any header announced as `kind`: the next-header byte, then `bytes` verbatim (length byte
     /// included), for headers the other variants cannot express.
     Raw { kind: u8, bytes: Vec<u8> },
@@ -135,19 +144,40 @@ pub enum Ext {
 
 impl Ext {
     pub const fn hop_by_hop() -> Ext {
-        Ext::Opts { kind: IPV6_HOP_BY_HOP, hdr_ext_len: 0, claimed: None }
+        Ext::Opts {
+            kind: IPV6_HOP_BY_HOP,
+            hdr_ext_len: 0,
+            claimed: None,
+        }
     }
     pub const fn routing() -> Ext {
-        Ext::Opts { kind: IPV6_ROUTING, hdr_ext_len: 0, claimed: None }
+        Ext::Opts {
+            kind: IPV6_ROUTING,
+            hdr_ext_len: 0,
+            claimed: None,
+        }
     }
     pub const fn dest_opts() -> Ext {
-        Ext::Opts { kind: IPV6_DEST_OPTS, hdr_ext_len: 0, claimed: None }
+        Ext::Opts {
+            kind: IPV6_DEST_OPTS,
+            hdr_ext_len: 0,
+            claimed: None,
+        }
     }
     pub const fn opts(kind: u8, hdr_ext_len: u8) -> Ext {
-        Ext::Opts { kind, hdr_ext_len, claimed: None }
+        Ext::Opts {
+            kind,
+            hdr_ext_len,
+            claimed: None,
+        }
     }
     pub const fn fragment(offset: u16, more: bool) -> Ext {
-        Ext::Fragment { offset, more, ident: 0x1234_5678, reserved: 0 }
+        Ext::Fragment {
+            offset,
+            more,
+            ident: 0x1234_5678,
+            reserved: 0,
+        }
     }
 
     /// The next-header value that announces this header.
@@ -164,7 +194,11 @@ impl Ext {
                 out.push(next);
                 out.extend_from_slice(bytes);
             }
-            Ext::Opts { kind, hdr_ext_len, claimed } => {
+            Ext::Opts {
+                kind,
+                hdr_ext_len,
+                claimed,
+            } => {
                 let total = (usize::from(hdr_ext_len) + 1) * 8;
                 let start = out.len();
                 out.extend_from_slice(&[next, claimed.unwrap_or(hdr_ext_len)]);
@@ -176,7 +210,12 @@ impl Ext {
                 }
                 out.resize(start + total, 0);
             }
-            Ext::Fragment { offset, more, ident, reserved } => {
+            Ext::Fragment {
+                offset,
+                more,
+                ident,
+                reserved,
+            } => {
                 let v = ((offset & 0x1fff) << 3) | u16::from(more);
                 out.extend_from_slice(&[next, reserved]);
                 out.extend_from_slice(&v.to_be_bytes());
@@ -218,10 +257,17 @@ impl L4 {
         L4::Udp(Udp::new(sport, dport))
     }
     pub fn echo() -> L4 {
-        L4::Echo { id: 0x4242, seq: 1, data: b"corpus-ping".to_vec() }
+        L4::Echo {
+            id: 0x4242,
+            seq: 1,
+            data: b"corpus-ping".to_vec(),
+        }
     }
     pub fn raw(proto: u8, bytes: &[u8]) -> L4 {
-        L4::Raw { proto, bytes: bytes.to_vec() }
+        L4::Raw {
+            proto,
+            bytes: bytes.to_vec(),
+        }
     }
 
     /// The protocol number in the given family.
@@ -263,7 +309,11 @@ impl L4 {
         };
         if let Some(at) = csum_at {
             let with_pseudo = proto != IPPROTO_ICMP;
-            let mut data = if with_pseudo { pseudo_header(src, dst, proto, seg.len()) } else { Vec::new() };
+            let mut data = if with_pseudo {
+                pseudo_header(src, dst, proto, seg.len())
+            } else {
+                Vec::new()
+            };
             data.extend_from_slice(&seg);
             let mut sum = internet_checksum(&data);
             if proto == IPPROTO_UDP && sum == 0 {
@@ -293,7 +343,15 @@ impl Tcp {
     pub const SYN: u8 = 0x02;
 
     pub fn new(sport: u16, dport: u16) -> Tcp {
-        Tcp { sport, dport, seq: 1, flags: Tcp::SYN, options: Vec::new(), doff: None, payload: Vec::new() }
+        Tcp {
+            sport,
+            dport,
+            seq: 1,
+            flags: Tcp::SYN,
+            options: Vec::new(),
+            doff: None,
+            payload: Vec::new(),
+        }
     }
 
     fn emit(&self) -> Vec<u8> {
@@ -332,7 +390,12 @@ pub struct Udp {
 
 impl Udp {
     pub fn new(sport: u16, dport: u16) -> Udp {
-        Udp { sport, dport, len: None, payload: b"corpus".to_vec() }
+        Udp {
+            sport,
+            dport,
+            len: None,
+            payload: b"corpus".to_vec(),
+        }
     }
 
     fn emit(&self) -> Vec<u8> {
@@ -495,7 +558,10 @@ impl Frame {
         p.extend_from_slice(&sender.octets());
         p.extend_from_slice(&[0; 6]);
         p.extend_from_slice(&target.octets());
-        let mut f = Frame::new(L3::Other { ethertype: ETHERTYPE_ARP, payload: p });
+        let mut f = Frame::new(L3::Other {
+            ethertype: ETHERTYPE_ARP,
+            payload: p,
+        });
         f.dst_mac = [0xff; 6];
         f
     }
@@ -507,7 +573,10 @@ impl Frame {
         p.extend_from_slice(&[0x04, 0x03, 0x07, b'p', b'1']); // port id, locally assigned
         p.extend_from_slice(&[0x06, 0x02, 0x00, 0x78]); // TTL 120
         p.extend_from_slice(&[0x00, 0x00]); // end
-        let mut f = Frame::new(L3::Other { ethertype: ETHERTYPE_LLDP, payload: p });
+        let mut f = Frame::new(L3::Other {
+            ethertype: ETHERTYPE_LLDP,
+            payload: p,
+        });
         f.dst_mac = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e];
         f
     }
@@ -749,11 +818,13 @@ pub struct CorpusAddrs {
 }
 
 fn a(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|e| panic!("corpus address {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("corpus address {s}: {e}"))
 }
 
 fn net(s: &str) -> IpNet {
-    s.parse().unwrap_or_else(|e| panic!("corpus prefix {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("corpus prefix {s}: {e}"))
 }
 
 impl CorpusAddrs {
@@ -819,7 +890,12 @@ impl CorpusAddrs {
 
     /// Checks that the addresses have the relations the expected reasons rely on.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ifs = [self.lan_if, self.dedicated_if, self.internet_if, self.unknown_if];
+        let ifs = [
+            self.lan_if,
+            self.dedicated_if,
+            self.internet_if,
+            self.unknown_if,
+        ];
         for (i, x) in ifs.iter().enumerate() {
             ensure!(!ifs[i + 1..].contains(x), "ifindex {x} used twice");
         }
@@ -867,7 +943,10 @@ impl Family {
             ensure!(x.is_ipv6() == v6, "{name} {x} is of the wrong family");
         }
         for (name, n) in self.nets() {
-            ensure!(n.addr().is_ipv6() == v6, "{name} {n} is of the wrong family");
+            ensure!(
+                n.addr().is_ipv6() == v6,
+                "{name} {n} is of the wrong family"
+            );
             ensure!(n.trunc() == n, "{name} {n} has host bits set");
         }
         let addrs = self.addrs();
@@ -877,7 +956,11 @@ impl Family {
             }
         }
         let inside = |what: &str, x: IpAddr, n: IpNet, want: bool| -> anyhow::Result<()> {
-            ensure!(n.contains(&x) == want, "{what} {x} must{} be in {n}", if want { "" } else { " not" });
+            ensure!(
+                n.contains(&x) == want,
+                "{what} {x} must{} be in {n}",
+                if want { "" } else { " not" }
+            );
             Ok(())
         };
         for (name, x) in [
@@ -889,8 +972,16 @@ impl Family {
         ] {
             inside(name, x, self.lan_net, true)?;
         }
-        inside("gateway_dedicated", self.gateway_dedicated, self.dedicated_net, true)?;
-        ensure!(self.dedicated_net.contains(&self.govnet_dedicated), "govnet_dedicated inside dedicated_net");
+        inside(
+            "gateway_dedicated",
+            self.gateway_dedicated,
+            self.dedicated_net,
+            true,
+        )?;
+        ensure!(
+            self.dedicated_net.contains(&self.govnet_dedicated),
+            "govnet_dedicated inside dedicated_net"
+        );
         for (name, x) in [
             ("dedicated_host", self.dedicated_host),
             ("shared", self.shared),
@@ -899,18 +990,67 @@ impl Family {
         ] {
             inside(name, x, self.govnet_dedicated, true)?;
         }
-        inside("dedicated_stray", self.dedicated_stray, self.dedicated_net, true)?;
-        inside("dedicated_stray", self.dedicated_stray, self.govnet_dedicated, false)?;
-        ensure!(self.govnet_dedicated.contains(&self.shared_net), "shared_net inside govnet_dedicated");
-        ensure!(self.shared_net.contains(&self.shared_longer_net), "shared_longer_net inside shared_net");
-        ensure!(self.shared_net != self.shared_longer_net, "shared_longer_net is longer than shared_net");
+        inside(
+            "dedicated_stray",
+            self.dedicated_stray,
+            self.dedicated_net,
+            true,
+        )?;
+        inside(
+            "dedicated_stray",
+            self.dedicated_stray,
+            self.govnet_dedicated,
+            false,
+        )?;
+        ensure!(
+            self.govnet_dedicated.contains(&self.shared_net),
+            "shared_net inside govnet_dedicated"
+        );
+        ensure!(
+            self.shared_net.contains(&self.shared_longer_net),
+            "shared_longer_net inside shared_net"
+        );
+        ensure!(
+            self.shared_net != self.shared_longer_net,
+            "shared_longer_net is longer than shared_net"
+        );
         inside("shared", self.shared, self.shared_net, false)?;
-        inside("dedicated_host", self.dedicated_host, self.shared_net, false)?;
-        inside("shared_net_host", self.shared_net_host, self.shared_net, true)?;
-        inside("shared_net_host", self.shared_net_host, self.shared_longer_net, false)?;
-        inside("shared_longer_host", self.shared_longer_host, self.shared_longer_net, true)?;
-        inside("shared_unroutable", self.shared_unroutable, self.unroutable_net, true)?;
-        inside("blocked_in_net", self.blocked_in_net, self.blocked_net, true)?;
+        inside(
+            "dedicated_host",
+            self.dedicated_host,
+            self.shared_net,
+            false,
+        )?;
+        inside(
+            "shared_net_host",
+            self.shared_net_host,
+            self.shared_net,
+            true,
+        )?;
+        inside(
+            "shared_net_host",
+            self.shared_net_host,
+            self.shared_longer_net,
+            false,
+        )?;
+        inside(
+            "shared_longer_host",
+            self.shared_longer_host,
+            self.shared_longer_net,
+            true,
+        )?;
+        inside(
+            "shared_unroutable",
+            self.shared_unroutable,
+            self.unroutable_net,
+            true,
+        )?;
+        inside(
+            "blocked_in_net",
+            self.blocked_in_net,
+            self.blocked_net,
+            true,
+        )?;
         inside("blocked_exact", self.blocked_exact, self.blocked_net, false)?;
         // The internet side: outside every routed or policy prefix.
         for (name, x) in [
@@ -931,7 +1071,10 @@ impl Family {
         ];
         for (i, (name, n)) in routed.iter().enumerate() {
             for (other, m) in &routed[i + 1..] {
-                ensure!(!n.contains(m) && !m.contains(n), "{name} {n} and {other} {m} overlap");
+                ensure!(
+                    !n.contains(m) && !m.contains(n),
+                    "{name} {n} and {other} {m} overlap"
+                );
             }
         }
         for x in [self.internet, self.shared_internet] {
@@ -983,7 +1126,9 @@ fn host(x: IpAddr) -> IpNet {
 /// An address of `unroutable_net` that is neither its network address nor `shared_unroutable`.
 fn unroutable_host(f: &Family) -> IpAddr {
     let net = f.unroutable_net;
-    net.hosts().find(|h| *h != net.network() && *h != f.shared_unroutable).unwrap_or(f.shared_unroutable)
+    net.hosts()
+        .find(|h| *h != net.network() && *h != f.shared_unroutable)
+        .unwrap_or(f.shared_unroutable)
 }
 
 /// The fixed image the corpus's expected reasons are written against (`settings_flags` 0; the packet
@@ -999,8 +1144,14 @@ fn unroutable_host(f: &Family) -> IpAddr {
 pub fn corpus_image(addrs: &CorpusAddrs) -> MapImage {
     let mut img = MapImage {
         feeds: vec![
-            FeedInfo { name: "inline".into(), entries: 0 },
-            FeedInfo { name: "corpus-feed".into(), entries: 4 },
+            FeedInfo {
+                name: "inline".into(),
+                entries: 0,
+            },
+            FeedInfo {
+                name: "corpus-feed".into(),
+                entries: 4,
+            },
         ],
         systems: ["records", "gis", "gis-admin", "elsewhere"]
             .into_iter()
@@ -1040,7 +1191,8 @@ pub fn corpus_image(addrs: &CorpusAddrs) -> MapImage {
                 img.block4_exact.insert(x, 1);
                 img.block4_prefixes.insert(n, 1);
                 img.isolated4.insert(iso.into());
-                img.govnet4.insert(v4net(f.govnet_dedicated), GOVNET_DEDICATED);
+                img.govnet4
+                    .insert(v4net(f.govnet_dedicated), GOVNET_DEDICATED);
                 for (n, s) in shared {
                     img.shared4.insert(v4net(n), s);
                     img.govnet4.insert(v4net(n), GOVNET_SHARED);
@@ -1053,7 +1205,8 @@ pub fn corpus_image(addrs: &CorpusAddrs) -> MapImage {
                 img.block6_exact.insert(x, 1);
                 img.block6_prefixes.insert(n, 1);
                 img.isolated6.insert(iso.into());
-                img.govnet6.insert(v6net(f.govnet_dedicated), GOVNET_DEDICATED);
+                img.govnet6
+                    .insert(v6net(f.govnet_dedicated), GOVNET_DEDICATED);
                 for (n, s) in shared {
                     img.shared6.insert(v6net(n), s);
                     img.govnet6.insert(v6net(n), GOVNET_SHARED);
@@ -1132,7 +1285,13 @@ impl Corpus {
         drop: Reason,
     ) {
         let frame = frame.bytes();
-        self.cases.push(Case { name: name.into(), ingress, frame, expected, expected_drop_fragments: drop });
+        self.cases.push(Case {
+            name: name.into(),
+            ingress,
+            frame,
+            expected,
+            expected_drop_fragments: drop,
+        });
     }
 }
 
@@ -1141,38 +1300,88 @@ impl Corpus {
 pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
     use Reason::*;
     let mut c = Corpus { cases: Vec::new() };
-    let (lan, ded, inet, unknown) = (addrs.lan_if, addrs.dedicated_if, addrs.internet_if, addrs.unknown_if);
+    let (lan, ded, inet, unknown) = (
+        addrs.lan_if,
+        addrs.dedicated_if,
+        addrs.internet_if,
+        addrs.unknown_if,
+    );
     let tcp = |s: IpAddr, d: IpAddr, dport: u16| Frame::ip(s, d, L4::tcp(40000, dport));
     let udp = |s: IpAddr, d: IpAddr, dport: u16| Frame::ip(s, d, L4::udp(40001, dport));
     let echo = |s: IpAddr, d: IpAddr| Frame::ip(s, d, L4::echo());
     // A non-first fragment (offset 185 * 8 bytes) of a TCP/UDP datagram: 16 bytes of payload data.
-    let frag =
-        |s: IpAddr, d: IpAddr, proto: u8| Frame::ip(s, d, L4::raw(proto, &[0xab; 16])).fragment(185, false);
+    let frag = |s: IpAddr, d: IpAddr, proto: u8| {
+        Frame::ip(s, d, L4::raw(proto, &[0xab; 16])).fragment(185, false)
+    };
 
     for (fam, f) in [("v4", &addrs.v4), ("v6", &addrs.v6)] {
         let n = |role: &str, what: &str| format!("{role}/{fam}/{what}");
 
         // --- lan ingress: ordinary traffic ---
-        c.add(n("lan", "tcp-client-to-internet"), lan, tcp(f.client, f.internet, 443), Pass);
-        c.add(n("lan", "udp-client-to-internet"), lan, udp(f.client, f.internet, 53), Pass);
-        c.add(n("lan", "icmp-client-to-internet"), lan, echo(f.client, f.internet), Pass);
-        c.add(n("lan", "tcp-vlan-8021q"), lan, tcp(f.client, f.internet, 443).vlan(TPID_8021Q, 10), Pass);
+        c.add(
+            n("lan", "tcp-client-to-internet"),
+            lan,
+            tcp(f.client, f.internet, 443),
+            Pass,
+        );
+        c.add(
+            n("lan", "udp-client-to-internet"),
+            lan,
+            udp(f.client, f.internet, 53),
+            Pass,
+        );
+        c.add(
+            n("lan", "icmp-client-to-internet"),
+            lan,
+            echo(f.client, f.internet),
+            Pass,
+        );
+        c.add(
+            n("lan", "tcp-vlan-8021q"),
+            lan,
+            tcp(f.client, f.internet, 443).vlan(TPID_8021Q, 10),
+            Pass,
+        );
         c.add(
             n("lan", "tcp-vlan-8021ad-8021q"),
             lan,
-            tcp(f.client, f.internet, 443).vlan(TPID_8021AD, 100).vlan(TPID_8021Q, 10),
+            tcp(f.client, f.internet, 443)
+                .vlan(TPID_8021AD, 100)
+                .vlan(TPID_8021Q, 10),
             Pass,
         );
         c.add(
             n("lan", "udp-vlan-8021q-8021q"),
             lan,
-            udp(f.client, f.internet, 53).vlan(TPID_8021Q, 100).vlan(TPID_8021Q, 10),
+            udp(f.client, f.internet, 53)
+                .vlan(TPID_8021Q, 100)
+                .vlan(TPID_8021Q, 10),
             Pass,
         );
-        c.add(n("lan", "icmp-with-ethernet-padding"), lan, echo(f.client, f.internet).pad(20), Pass);
-        c.add(n("lan", "tcp-to-gateway"), lan, tcp(f.client, f.gateway, 22), Pass);
-        c.add(n("lan", "tcp-to-dedicated-host"), lan, tcp(f.client, f.dedicated_host, 22), Pass);
-        c.add(n("lan", "tcp-to-dedicated-stray"), lan, tcp(f.client, f.dedicated_stray, 22), Pass);
+        c.add(
+            n("lan", "icmp-with-ethernet-padding"),
+            lan,
+            echo(f.client, f.internet).pad(20),
+            Pass,
+        );
+        c.add(
+            n("lan", "tcp-to-gateway"),
+            lan,
+            tcp(f.client, f.gateway, 22),
+            Pass,
+        );
+        c.add(
+            n("lan", "tcp-to-dedicated-host"),
+            lan,
+            tcp(f.client, f.dedicated_host, 22),
+            Pass,
+        );
+        c.add(
+            n("lan", "tcp-to-dedicated-stray"),
+            lan,
+            tcp(f.client, f.dedicated_stray, 22),
+            Pass,
+        );
         c.add(
             n("lan", "gre-to-internet"),
             lan,
@@ -1201,12 +1410,24 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- lan ingress: blocklist ---
-        c.add(n("lan", "blocked-exact"), lan, tcp(f.client, f.blocked_exact, 443), Blocklist);
-        c.add(n("lan", "blocked-prefix"), lan, udp(f.client, f.blocked_in_net, 53), Blocklist);
+        c.add(
+            n("lan", "blocked-exact"),
+            lan,
+            tcp(f.client, f.blocked_exact, 443),
+            Blocklist,
+        );
+        c.add(
+            n("lan", "blocked-prefix"),
+            lan,
+            udp(f.client, f.blocked_in_net, 53),
+            Blocklist,
+        );
         c.add(
             n("lan", "blocked-prefix-vlan2"),
             lan,
-            echo(f.client, f.blocked_in_net).vlan(TPID_8021AD, 1).vlan(TPID_8021Q, 2),
+            echo(f.client, f.blocked_in_net)
+                .vlan(TPID_8021AD, 1)
+                .vlan(TPID_8021Q, 2),
             Blocklist,
         );
         c.add_frag(
@@ -1216,29 +1437,74 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             Blocklist,
             Fragment,
         );
-        c.add(n("lan", "blocked-before-isolated"), lan, tcp(f.isolated, f.blocked_exact, 443), Blocklist);
-        c.add(n("lan", "blocked-source-is-not-checked"), lan, tcp(f.blocked_exact, f.internet, 443), Pass);
+        c.add(
+            n("lan", "blocked-before-isolated"),
+            lan,
+            tcp(f.isolated, f.blocked_exact, 443),
+            Blocklist,
+        );
+        c.add(
+            n("lan", "blocked-source-is-not-checked"),
+            lan,
+            tcp(f.blocked_exact, f.internet, 443),
+            Pass,
+        );
 
         // --- lan ingress: isolated host ---
-        c.add(n("lan", "isolated-to-internet"), lan, tcp(f.isolated, f.internet, 443), Isolated);
-        c.add(n("lan", "isolated-to-lan-host"), lan, tcp(f.isolated, f.lan_host, 445), Isolated);
+        c.add(
+            n("lan", "isolated-to-internet"),
+            lan,
+            tcp(f.isolated, f.internet, 443),
+            Isolated,
+        );
+        c.add(
+            n("lan", "isolated-to-lan-host"),
+            lan,
+            tcp(f.isolated, f.lan_host, 445),
+            Isolated,
+        );
         c.add(
             n("lan", "isolated-to-dedicated-stray"),
             lan,
             tcp(f.isolated, f.dedicated_stray, 443),
             Isolated,
         );
-        c.add(n("lan", "isolated-to-unroutable"), lan, udp(f.isolated, unroutable_host(f), 53), Isolated);
+        c.add(
+            n("lan", "isolated-to-unroutable"),
+            lan,
+            udp(f.isolated, unroutable_host(f), 53),
+            Isolated,
+        );
         c.add(
             n("lan", "isolated-to-shared-via-internet"),
             lan,
             tcp(f.isolated, f.shared_internet, 443),
             Isolated,
         );
-        c.add(n("lan", "isolated-to-gateway"), lan, udp(f.isolated, f.gateway, 53), Pass);
-        c.add(n("lan", "isolated-to-dedicated-host"), lan, tcp(f.isolated, f.dedicated_host, 22), Pass);
-        c.add(n("lan", "isolated-to-shared-allowed"), lan, tcp(f.isolated, f.shared, PORT_HTTPS), Pass);
-        c.add(n("lan", "isolated-to-shared-not-allowed"), lan, tcp(f.isolated, f.shared, 80), NotAllowed);
+        c.add(
+            n("lan", "isolated-to-gateway"),
+            lan,
+            udp(f.isolated, f.gateway, 53),
+            Pass,
+        );
+        c.add(
+            n("lan", "isolated-to-dedicated-host"),
+            lan,
+            tcp(f.isolated, f.dedicated_host, 22),
+            Pass,
+        );
+        c.add(
+            n("lan", "isolated-to-shared-allowed"),
+            lan,
+            tcp(f.isolated, f.shared, PORT_HTTPS),
+            Pass,
+        );
+        c.add(
+            n("lan", "isolated-to-shared-not-allowed"),
+            lan,
+            tcp(f.isolated, f.shared, 80),
+            NotAllowed,
+        );
         c.add_frag(
             n("lan", "isolated-non-first-fragment-to-internet"),
             lan,
@@ -1248,22 +1514,72 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- lan ingress: shared systems, allow rules ---
-        c.add(n("lan", "shared-client-tcp-443"), lan, tcp(f.client, f.shared, PORT_HTTPS), Pass);
-        c.add(n("lan", "shared-client-tcp-8050"), lan, tcp(f.client, f.shared, 8050), Pass);
-        c.add(n("lan", "shared-client-tcp-8100"), lan, tcp(f.client, f.shared, PORT_APP_HI + 1), NotAllowed);
-        c.add(n("lan", "shared-client-udp-53"), lan, udp(f.client, f.shared, PORT_DNS), Pass);
-        c.add(n("lan", "shared-client-udp-443"), lan, udp(f.client, f.shared, PORT_HTTPS), NotAllowed);
-        c.add(n("lan", "shared-client-icmp"), lan, echo(f.client, f.shared), Pass);
+        c.add(
+            n("lan", "shared-client-tcp-443"),
+            lan,
+            tcp(f.client, f.shared, PORT_HTTPS),
+            Pass,
+        );
+        c.add(
+            n("lan", "shared-client-tcp-8050"),
+            lan,
+            tcp(f.client, f.shared, 8050),
+            Pass,
+        );
+        c.add(
+            n("lan", "shared-client-tcp-8100"),
+            lan,
+            tcp(f.client, f.shared, PORT_APP_HI + 1),
+            NotAllowed,
+        );
+        c.add(
+            n("lan", "shared-client-udp-53"),
+            lan,
+            udp(f.client, f.shared, PORT_DNS),
+            Pass,
+        );
+        c.add(
+            n("lan", "shared-client-udp-443"),
+            lan,
+            udp(f.client, f.shared, PORT_HTTPS),
+            NotAllowed,
+        );
+        c.add(
+            n("lan", "shared-client-icmp"),
+            lan,
+            echo(f.client, f.shared),
+            Pass,
+        );
         c.add(
             n("lan", "shared-client-gre"),
             lan,
             Frame::ip(f.client, f.shared, L4::raw(IPPROTO_GRE, &[0; 4])),
             NotAllowed,
         );
-        c.add(n("lan", "shared-lan-host-tcp-443"), lan, tcp(f.lan_host, f.shared, PORT_HTTPS), Pass);
-        c.add(n("lan", "shared-lan-host-udp-53"), lan, udp(f.lan_host, f.shared, PORT_DNS), NotAllowed);
-        c.add(n("lan", "shared-lan-host-icmp"), lan, echo(f.lan_host, f.shared), NotAllowed);
-        c.add(n("lan", "shared-foreign-source"), lan, tcp(f.internet, f.shared, PORT_HTTPS), NotAllowed);
+        c.add(
+            n("lan", "shared-lan-host-tcp-443"),
+            lan,
+            tcp(f.lan_host, f.shared, PORT_HTTPS),
+            Pass,
+        );
+        c.add(
+            n("lan", "shared-lan-host-udp-53"),
+            lan,
+            udp(f.lan_host, f.shared, PORT_DNS),
+            NotAllowed,
+        );
+        c.add(
+            n("lan", "shared-lan-host-icmp"),
+            lan,
+            echo(f.lan_host, f.shared),
+            NotAllowed,
+        );
+        c.add(
+            n("lan", "shared-foreign-source"),
+            lan,
+            tcp(f.internet, f.shared, PORT_HTTPS),
+            NotAllowed,
+        );
         c.add_frag(
             n("lan", "shared-non-first-fragment-tcp"),
             lan,
@@ -1271,7 +1587,11 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             NotAllowed,
             Fragment,
         );
-        let icmp = if f.client.is_ipv6() { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+        let icmp = if f.client.is_ipv6() {
+            IPPROTO_ICMPV6
+        } else {
+            IPPROTO_ICMP
+        };
         c.add_frag(
             n("lan", "shared-non-first-fragment-icmp"),
             lan,
@@ -1282,10 +1602,17 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         c.add(
             n("lan", "shared-tcp-443-vlan2"),
             lan,
-            tcp(f.client, f.shared, PORT_HTTPS).vlan(TPID_8021AD, 5).vlan(TPID_8021Q, 6),
+            tcp(f.client, f.shared, PORT_HTTPS)
+                .vlan(TPID_8021AD, 5)
+                .vlan(TPID_8021Q, 6),
             Pass,
         );
-        c.add(n("lan", "shared-prefix-any-port"), lan, udp(f.lan_host, f.shared_net_host, 9999), Pass);
+        c.add(
+            n("lan", "shared-prefix-any-port"),
+            lan,
+            udp(f.lan_host, f.shared_net_host, 9999),
+            Pass,
+        );
         c.add_frag(
             n("lan", "shared-prefix-non-first-fragment"),
             lan,
@@ -1313,15 +1640,30 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- lan ingress: shared systems, route ---
-        c.add(n("lan", "shared-via-internet"), lan, tcp(f.client, f.shared_internet, 443), SharedViaInternet);
-        c.add(n("lan", "shared-via-lan"), lan, tcp(f.client, f.shared_lan, 443), SharedViaInternet);
+        c.add(
+            n("lan", "shared-via-internet"),
+            lan,
+            tcp(f.client, f.shared_internet, 443),
+            SharedViaInternet,
+        );
+        c.add(
+            n("lan", "shared-via-lan"),
+            lan,
+            tcp(f.client, f.shared_lan, 443),
+            SharedViaInternet,
+        );
         c.add(
             n("lan", "shared-via-unroutable"),
             lan,
             tcp(f.client, f.shared_unroutable, 443),
             SharedViaInternet,
         );
-        c.add(n("lan", "shared-via-local"), lan, tcp(f.client, f.gateway_dedicated, 443), SharedViaInternet);
+        c.add(
+            n("lan", "shared-via-local"),
+            lan,
+            tcp(f.client, f.gateway_dedicated, 443),
+            SharedViaInternet,
+        );
         c.add(
             n("lan", "shared-via-internet-not-allowed-first"),
             lan,
@@ -1330,21 +1672,66 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- dedicated ingress ---
-        c.add(n("ded", "tcp-dedicated-host-to-client"), ded, tcp(f.dedicated_host, f.client, 40000), Pass);
-        c.add(n("ded", "udp-shared-to-client"), ded, udp(f.shared, f.client, 40001), Pass);
-        c.add(n("ded", "icmp-shared-prefix-to-client"), ded, echo(f.shared_net_host, f.client), Pass);
-        c.add(n("ded", "tcp-to-gateway"), ded, tcp(f.dedicated_host, f.gateway_dedicated, 22), Pass);
+        c.add(
+            n("ded", "tcp-dedicated-host-to-client"),
+            ded,
+            tcp(f.dedicated_host, f.client, 40000),
+            Pass,
+        );
+        c.add(
+            n("ded", "udp-shared-to-client"),
+            ded,
+            udp(f.shared, f.client, 40001),
+            Pass,
+        );
+        c.add(
+            n("ded", "icmp-shared-prefix-to-client"),
+            ded,
+            echo(f.shared_net_host, f.client),
+            Pass,
+        );
+        c.add(
+            n("ded", "tcp-to-gateway"),
+            ded,
+            tcp(f.dedicated_host, f.gateway_dedicated, 22),
+            Pass,
+        );
         c.add(
             n("ded", "tcp-vlan-8021q"),
             ded,
             tcp(f.dedicated_host, f.client, 40000).vlan(TPID_8021Q, 20),
             Pass,
         );
-        c.add(n("ded", "foreign-internet-source"), ded, tcp(f.internet, f.client, 443), DedicatedForeign);
-        c.add(n("ded", "foreign-stray-source"), ded, tcp(f.dedicated_stray, f.client, 443), DedicatedForeign);
-        c.add(n("ded", "foreign-lan-source"), ded, tcp(f.client, f.lan_host, 443), DedicatedForeign);
-        c.add(n("ded", "cross-to-internet"), ded, tcp(f.dedicated_host, f.internet, 443), CrossNetwork);
-        c.add(n("ded", "cross-to-blocked"), ded, tcp(f.shared, f.blocked_exact, 443), CrossNetwork);
+        c.add(
+            n("ded", "foreign-internet-source"),
+            ded,
+            tcp(f.internet, f.client, 443),
+            DedicatedForeign,
+        );
+        c.add(
+            n("ded", "foreign-stray-source"),
+            ded,
+            tcp(f.dedicated_stray, f.client, 443),
+            DedicatedForeign,
+        );
+        c.add(
+            n("ded", "foreign-lan-source"),
+            ded,
+            tcp(f.client, f.lan_host, 443),
+            DedicatedForeign,
+        );
+        c.add(
+            n("ded", "cross-to-internet"),
+            ded,
+            tcp(f.dedicated_host, f.internet, 443),
+            CrossNetwork,
+        );
+        c.add(
+            n("ded", "cross-to-blocked"),
+            ded,
+            tcp(f.shared, f.blocked_exact, 443),
+            CrossNetwork,
+        );
         c.add(
             n("ded", "cross-hairpin-dedicated"),
             ded,
@@ -1373,29 +1760,84 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- internet ingress ---
-        c.add(n("inet", "tcp-internet-to-client"), inet, tcp(f.internet, f.client, 40000), Pass);
-        c.add(n("inet", "udp-internet-to-client"), inet, udp(f.internet, f.client, 40001), Pass);
-        c.add(n("inet", "icmp-internet-to-gateway"), inet, echo(f.internet, f.gateway), Pass);
+        c.add(
+            n("inet", "tcp-internet-to-client"),
+            inet,
+            tcp(f.internet, f.client, 40000),
+            Pass,
+        );
+        c.add(
+            n("inet", "udp-internet-to-client"),
+            inet,
+            udp(f.internet, f.client, 40001),
+            Pass,
+        );
+        c.add(
+            n("inet", "icmp-internet-to-gateway"),
+            inet,
+            echo(f.internet, f.gateway),
+            Pass,
+        );
         c.add(
             n("inet", "tcp-vlan-8021ad"),
             inet,
             tcp(f.internet, f.client, 40000).vlan(TPID_8021AD, 300),
             Pass,
         );
-        c.add(n("inet", "hairpin-to-blocked"), inet, tcp(f.internet, f.blocked_exact, 443), Pass);
-        c.add(n("inet", "to-unroutable"), inet, tcp(f.internet, f.shared_unroutable, 443), Pass);
-        c.add(n("inet", "blocked-exact-source"), inet, tcp(f.blocked_exact, f.client, 40000), BlocklistIn);
-        c.add(n("inet", "blocked-prefix-source"), inet, udp(f.blocked_in_net, f.client, 40001), BlocklistIn);
-        c.add(n("inet", "spoofed-shared"), inet, tcp(f.shared, f.client, 40000), Spoofed);
-        c.add(n("inet", "spoofed-dedicated"), inet, tcp(f.dedicated_host, f.client, 40000), Spoofed);
-        c.add(n("inet", "spoofed-shared-internet"), inet, tcp(f.shared_internet, f.client, 40000), Spoofed);
+        c.add(
+            n("inet", "hairpin-to-blocked"),
+            inet,
+            tcp(f.internet, f.blocked_exact, 443),
+            Pass,
+        );
+        c.add(
+            n("inet", "to-unroutable"),
+            inet,
+            tcp(f.internet, f.shared_unroutable, 443),
+            Pass,
+        );
+        c.add(
+            n("inet", "blocked-exact-source"),
+            inet,
+            tcp(f.blocked_exact, f.client, 40000),
+            BlocklistIn,
+        );
+        c.add(
+            n("inet", "blocked-prefix-source"),
+            inet,
+            udp(f.blocked_in_net, f.client, 40001),
+            BlocklistIn,
+        );
+        c.add(
+            n("inet", "spoofed-shared"),
+            inet,
+            tcp(f.shared, f.client, 40000),
+            Spoofed,
+        );
+        c.add(
+            n("inet", "spoofed-dedicated"),
+            inet,
+            tcp(f.dedicated_host, f.client, 40000),
+            Spoofed,
+        );
+        c.add(
+            n("inet", "spoofed-shared-internet"),
+            inet,
+            tcp(f.shared_internet, f.client, 40000),
+            Spoofed,
+        );
         c.add(
             n("inet", "cross-to-dedicated-host"),
             inet,
             tcp(f.internet, f.dedicated_host, 22),
             CrossNetwork,
         );
-        c.add(n("inet", "cross-to-shared"), inet, tcp(f.internet, f.shared, 443), CrossNetwork);
+        c.add(
+            n("inet", "cross-to-shared"),
+            inet,
+            tcp(f.internet, f.shared, 443),
+            CrossNetwork,
+        );
         c.add(
             n("inet", "cross-to-dedicated-stray"),
             inet,
@@ -1418,8 +1860,18 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         );
 
         // --- a port outside the port map ---
-        c.add(n("unknown", "tcp"), unknown, tcp(f.client, f.internet, 443), UnknownPort);
-        c.add(n("unknown", "malformed"), unknown, tcp(f.client, f.internet, 443).cut_l4(4), UnknownPort);
+        c.add(
+            n("unknown", "tcp"),
+            unknown,
+            tcp(f.client, f.internet, 443),
+            UnknownPort,
+        );
+        c.add(
+            n("unknown", "malformed"),
+            unknown,
+            tcp(f.client, f.internet, 443).cut_l4(4),
+            UnknownPort,
+        );
 
         // --- malformed, both families, spread over the roles ---
         let l2 = 14;
@@ -1432,7 +1884,9 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         c.add(
             n("ded", "truncated-ip-header-vlan"),
             ded,
-            tcp(f.dedicated_host, f.client, 443).vlan(TPID_8021Q, 3).truncate(l2 + 4 + 19),
+            tcp(f.dedicated_host, f.client, 443)
+                .vlan(TPID_8021Q, 3)
+                .truncate(l2 + 4 + 19),
             Malformed,
         );
         let ip_hlen = if f.client.is_ipv6() { 40 } else { 20 };
@@ -1448,7 +1902,12 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             udp(f.client, f.internet, 53).truncate(l2 + ip_hlen + 9),
             Malformed,
         );
-        c.add(n("lan", "tcp-cut-at-12"), lan, tcp(f.client, f.internet, 443).cut_l4(12), Malformed);
+        c.add(
+            n("lan", "tcp-cut-at-12"),
+            lan,
+            tcp(f.client, f.internet, 443).cut_l4(12),
+            Malformed,
+        );
         c.add(
             n("ded", "tcp-doff-4"),
             ded,
@@ -1473,7 +1932,12 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             tcp(f.client, f.internet, 443).tcp(|t| t.options = vec![2, 4, 0x05, 0xb4]),
             Pass,
         );
-        c.add(n("lan", "udp-cut-at-7"), lan, udp(f.client, f.internet, 53).cut_l4(7), Malformed);
+        c.add(
+            n("lan", "udp-cut-at-7"),
+            lan,
+            udp(f.client, f.internet, 53).cut_l4(7),
+            Malformed,
+        );
         c.add(
             n("lan", "udp-bogus-length-field"),
             lan,
@@ -1484,8 +1948,18 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             }),
             Pass,
         );
-        c.add(n("inet", "icmp-cut-at-3"), inet, echo(f.internet, f.client).cut_l4(3), Malformed);
-        c.add(n("inet", "icmp-cut-at-4"), inet, echo(f.internet, f.client).cut_l4(4), Pass);
+        c.add(
+            n("inet", "icmp-cut-at-3"),
+            inet,
+            echo(f.internet, f.client).cut_l4(3),
+            Malformed,
+        );
+        c.add(
+            n("inet", "icmp-cut-at-4"),
+            inet,
+            echo(f.internet, f.client).cut_l4(4),
+            Pass,
+        );
         c.add(
             n("lan", "tiny-first-fragment"),
             lan,
@@ -1503,7 +1977,12 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
     // --- IPv4 only ---
     let f = &addrs.v4;
     let tcp4 = || tcp(f.client, f.internet, 443);
-    c.add("lan/v4/options-nop-eol", lan, tcp4().v4(|h| h.options = vec![1, 1, 1, 0]), Pass);
+    c.add(
+        "lan/v4/options-nop-eol",
+        lan,
+        tcp4().v4(|h| h.options = vec![1, 1, 1, 0]),
+        Pass,
+    );
     c.add(
         "lan/v4/options-record-route-40",
         lan,
@@ -1519,10 +1998,30 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         tcp(f.client, f.shared, PORT_HTTPS).v4(|h| h.options = vec![0x94, 4, 0, 0]),
         Pass,
     );
-    c.add("lan/v4/dont-fragment", lan, tcp4().v4(|h| h.dont_fragment = true), Pass);
-    c.add("lan/v4/bad-header-checksum", lan, tcp4().v4(|h| h.bad_checksum = true), Pass);
-    c.add("lan/v4/ihl-4", lan, tcp4().v4(|h| h.ihl = Some(4)), Malformed);
-    c.add("lan/v4/ihl-0", lan, tcp4().v4(|h| h.ihl = Some(0)), Malformed);
+    c.add(
+        "lan/v4/dont-fragment",
+        lan,
+        tcp4().v4(|h| h.dont_fragment = true),
+        Pass,
+    );
+    c.add(
+        "lan/v4/bad-header-checksum",
+        lan,
+        tcp4().v4(|h| h.bad_checksum = true),
+        Pass,
+    );
+    c.add(
+        "lan/v4/ihl-4",
+        lan,
+        tcp4().v4(|h| h.ihl = Some(4)),
+        Malformed,
+    );
+    c.add(
+        "lan/v4/ihl-0",
+        lan,
+        tcp4().v4(|h| h.ihl = Some(0)),
+        Malformed,
+    );
     c.add(
         "ded/v4/ihl-15-short",
         ded,
@@ -1538,17 +2037,42 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         }),
         Malformed,
     );
-    c.add("lan/v4/total-len-below-ihl", lan, tcp4().v4(|h| h.total_len = Some(19)), Malformed);
-    c.add("lan/v4/total-len-0", lan, tcp4().v4(|h| h.total_len = Some(0)), Malformed);
+    c.add(
+        "lan/v4/total-len-below-ihl",
+        lan,
+        tcp4().v4(|h| h.total_len = Some(19)),
+        Malformed,
+    );
+    c.add(
+        "lan/v4/total-len-0",
+        lan,
+        tcp4().v4(|h| h.total_len = Some(0)),
+        Malformed,
+    );
     c.add(
         "inet/v4/total-len-beyond-frame",
         inet,
         tcp(f.internet, f.client, 443).v4(|h| h.total_len = Some(61)),
         Malformed,
     );
-    c.add("lan/v4/total-len-cuts-tcp", lan, tcp4().v4(|h| h.total_len = Some(30)), Malformed);
-    c.add("lan/v4/version-5", lan, tcp4().v4(|h| h.version = 5), Malformed);
-    c.add("lan/v4/version-6-in-ipv4-ethertype", lan, tcp4().v4(|h| h.version = 6), Malformed);
+    c.add(
+        "lan/v4/total-len-cuts-tcp",
+        lan,
+        tcp4().v4(|h| h.total_len = Some(30)),
+        Malformed,
+    );
+    c.add(
+        "lan/v4/version-5",
+        lan,
+        tcp4().v4(|h| h.version = 5),
+        Malformed,
+    );
+    c.add(
+        "lan/v4/version-6-in-ipv4-ethertype",
+        lan,
+        tcp4().v4(|h| h.version = 6),
+        Malformed,
+    );
     c.add(
         "lan/v4/icmpv6-proto-unchecked",
         lan,
@@ -1588,19 +2112,48 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         })
     };
     use Ext as E;
-    let chain4 =
-        [E::hop_by_hop(), E::opts(IPV6_ROUTING, 1), E::opts(IPV6_DEST_OPTS, 2), E::fragment(0, true)];
-    c.add("lan/v6/ext-hbh-rt-dst-frag0", lan, ext(tcp6(f.internet, 443), &chain4), Pass);
-    c.add("lan/v6/ext-chain-shared-allowed", lan, ext(tcp6(f.shared, PORT_HTTPS), &chain4), Pass);
-    c.add("lan/v6/ext-chain-shared-not-allowed", lan, ext(tcp6(f.shared, 80), &chain4), NotAllowed);
-    c.add("lan/v6/ext-chain-blocked", lan, ext(tcp6(f.blocked_exact, 443), &[E::hop_by_hop()]), Blocklist);
+    let chain4 = [
+        E::hop_by_hop(),
+        E::opts(IPV6_ROUTING, 1),
+        E::opts(IPV6_DEST_OPTS, 2),
+        E::fragment(0, true),
+    ];
+    c.add(
+        "lan/v6/ext-hbh-rt-dst-frag0",
+        lan,
+        ext(tcp6(f.internet, 443), &chain4),
+        Pass,
+    );
+    c.add(
+        "lan/v6/ext-chain-shared-allowed",
+        lan,
+        ext(tcp6(f.shared, PORT_HTTPS), &chain4),
+        Pass,
+    );
+    c.add(
+        "lan/v6/ext-chain-shared-not-allowed",
+        lan,
+        ext(tcp6(f.shared, 80), &chain4),
+        NotAllowed,
+    );
+    c.add(
+        "lan/v6/ext-chain-blocked",
+        lan,
+        ext(tcp6(f.blocked_exact, 443), &[E::hop_by_hop()]),
+        Blocklist,
+    );
     c.add(
         "ded/v6/ext-dest-opts",
         ded,
         ext(tcp(f.dedicated_host, f.client, 443), &[E::dest_opts()]).vlan(TPID_8021Q, 9),
         Pass,
     );
-    c.add("inet/v6/ext-routing", inet, ext(tcp(f.internet, f.client, 443), &[E::routing()]), Pass);
+    c.add(
+        "inet/v6/ext-routing",
+        inet,
+        ext(tcp(f.internet, f.client, 443), &[E::routing()]),
+        Pass,
+    );
     let six = [
         E::hop_by_hop(),
         E::dest_opts(),
@@ -1609,41 +2162,81 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         E::dest_opts(),
         E::dest_opts(),
     ];
-    c.add("lan/v6/ext-6-headers", lan, ext(tcp6(f.internet, 443), &six), Pass);
+    c.add(
+        "lan/v6/ext-6-headers",
+        lan,
+        ext(tcp6(f.internet, 443), &six),
+        Pass,
+    );
     let mut seven = six.to_vec();
     seven.push(E::dest_opts());
-    c.add("lan/v6/ext-7-headers", lan, ext(tcp6(f.internet, 443), &seven), Malformed);
-    c.add("inet/v6/ext-7-headers", inet, ext(tcp(f.internet, f.client, 443), &seven), Malformed);
+    c.add(
+        "lan/v6/ext-7-headers",
+        lan,
+        ext(tcp6(f.internet, 443), &seven),
+        Malformed,
+    );
+    c.add(
+        "inet/v6/ext-7-headers",
+        inet,
+        ext(tcp(f.internet, f.client, 443), &seven),
+        Malformed,
+    );
     c.add_frag(
         "lan/v6/ext-6th-is-non-first-fragment",
         lan,
-        ext(Frame::ip(f.client, f.internet, L4::raw(IPPROTO_UDP, &[0; 8])), &six[..5]).fragment(3, true),
+        ext(
+            Frame::ip(f.client, f.internet, L4::raw(IPPROTO_UDP, &[0; 8])),
+            &six[..5],
+        )
+        .fragment(3, true),
         Pass,
         Fragment,
     );
     c.add(
         "lan/v6/ext-7th-is-non-first-fragment",
         lan,
-        ext(Frame::ip(f.client, f.internet, L4::raw(IPPROTO_UDP, &[0; 8])), &six).fragment(3, true),
+        ext(
+            Frame::ip(f.client, f.internet, L4::raw(IPPROTO_UDP, &[0; 8])),
+            &six,
+        )
+        .fragment(3, true),
         Malformed,
     );
     c.add(
         "lan/v6/ext-length-beyond-payload",
         lan,
-        ext(tcp6(f.internet, 443), &[E::Opts { kind: IPV6_DEST_OPTS, hdr_ext_len: 0, claimed: Some(20) }]),
+        ext(
+            tcp6(f.internet, 443),
+            &[E::Opts {
+                kind: IPV6_DEST_OPTS,
+                hdr_ext_len: 0,
+                claimed: Some(20),
+            }],
+        ),
         Malformed,
     );
     c.add(
         "lan/v6/ext-swallows-tcp",
         lan,
-        ext(tcp6(f.internet, 443), &[E::Opts { kind: IPV6_HOP_BY_HOP, hdr_ext_len: 0, claimed: Some(2) }]),
+        ext(
+            tcp6(f.internet, 443),
+            &[E::Opts {
+                kind: IPV6_HOP_BY_HOP,
+                hdr_ext_len: 0,
+                claimed: Some(2),
+            }],
+        ),
         Malformed,
     );
     c.add(
         "lan/v6/ext-header-cut-by-payload-len",
         lan,
-        ext(Frame::ip(f.client, f.internet, L4::raw(IPV6_NO_NEXT, &[])), &[E::hop_by_hop()])
-            .v6(|h| h.payload_len = Some(4)),
+        ext(
+            Frame::ip(f.client, f.internet, L4::raw(IPV6_NO_NEXT, &[])),
+            &[E::hop_by_hop()],
+        )
+        .v6(|h| h.payload_len = Some(4)),
         Malformed,
     );
     c.add(
@@ -1657,14 +2250,28 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
     c.add(
         "lan/v6/fragment-reserved-byte-set",
         lan,
-        ext(tcp6(f.internet, 443), &[E::Fragment { offset: 0, more: false, ident: 9, reserved: 0xff }]),
+        ext(
+            tcp6(f.internet, 443),
+            &[E::Fragment {
+                offset: 0,
+                more: false,
+                ident: 9,
+                reserved: 0xff,
+            }],
+        ),
         Pass,
     );
     c.add(
         "lan/v6/routing-type-2-short",
         lan,
         // Type 2 (home address) needs 24 bytes by RFC 6275 and smoltcp; the data path does not look.
-        ext(tcp6(f.internet, 443), &[E::Raw { kind: IPV6_ROUTING, bytes: vec![0, 2, 1, 0, 0, 0, 0] }]),
+        ext(
+            tcp6(f.internet, 443),
+            &[E::Raw {
+                kind: IPV6_ROUTING,
+                bytes: vec![0, 2, 1, 0, 0, 0, 0],
+            }],
+        ),
         Pass,
     );
     c.add(
@@ -1703,8 +2310,18 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
         tcp6(f.internet, 443).v6(|h| h.payload_len = Some(19)),
         Malformed,
     );
-    c.add("lan/v6/trailing-padding", lan, tcp6(f.internet, 443).pad(30), Pass);
-    c.add("lan/v6/version-4", lan, tcp6(f.internet, 443).v6(|h| h.version = 4), Malformed);
+    c.add(
+        "lan/v6/trailing-padding",
+        lan,
+        tcp6(f.internet, 443).pad(30),
+        Pass,
+    );
+    c.add(
+        "lan/v6/version-4",
+        lan,
+        tcp6(f.internet, 443).v6(|h| h.version = 4),
+        Malformed,
+    );
     c.add(
         "lan/v6/truncated-in-ext-header",
         lan,
@@ -1714,8 +2331,11 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
     c.add_frag(
         "lan/v6/non-first-fragment-after-hbh",
         lan,
-        ext(Frame::ip(f.client, f.shared, L4::raw(IPPROTO_TCP, &[1])), &[E::hop_by_hop()])
-            .fragment(100, false),
+        ext(
+            Frame::ip(f.client, f.shared, L4::raw(IPPROTO_TCP, &[1])),
+            &[E::hop_by_hop()],
+        )
+        .fragment(100, false),
         NotAllowed,
         Fragment,
     );
@@ -1745,48 +2365,79 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
             Malformed,
         );
     }
-    c.add("lan/l2/arp-vlan", lan, Frame::arp(c4, g4).vlan(TPID_8021Q, 10), NonIp);
-    c.add("lan/l2/lldp-vlan2", lan, Frame::lldp().vlan(TPID_8021AD, 10).vlan(TPID_8021Q, 11), NonIp);
+    c.add(
+        "lan/l2/arp-vlan",
+        lan,
+        Frame::arp(c4, g4).vlan(TPID_8021Q, 10),
+        NonIp,
+    );
+    c.add(
+        "lan/l2/lldp-vlan2",
+        lan,
+        Frame::lldp().vlan(TPID_8021AD, 10).vlan(TPID_8021Q, 11),
+        NonIp,
+    );
     c.add(
         "lan/l2/unknown-ethertype",
         lan,
-        Frame::new(L3::Other { ethertype: 0x1234, payload: vec![0; 46] }),
+        Frame::new(L3::Other {
+            ethertype: 0x1234,
+            payload: vec![0; 46],
+        }),
         NonIp,
     );
     c.add(
         "lan/l2/ethernet-header-only",
         lan,
-        Frame::new(L3::Other { ethertype: 0x0800, payload: Vec::new() }),
+        Frame::new(L3::Other {
+            ethertype: 0x0800,
+            payload: Vec::new(),
+        }),
         Malformed,
     );
     c.add(
         "lan/l2/ipv6-ethertype-header-only",
         lan,
-        Frame::new(L3::Other { ethertype: 0x86DD, payload: Vec::new() }),
+        Frame::new(L3::Other {
+            ethertype: 0x86DD,
+            payload: Vec::new(),
+        }),
         Malformed,
     );
     c.add(
         "lan/l2/vlan-tag-cut",
         lan,
-        Frame::new(L3::Other { ethertype: 0x8100, payload: vec![0, 10] }),
+        Frame::new(L3::Other {
+            ethertype: 0x8100,
+            payload: vec![0, 10],
+        }),
         Malformed,
     );
     c.add(
         "lan/l2/vlan-tag-only",
         lan,
-        Frame::new(L3::Other { ethertype: 0x8100, payload: vec![0, 10, 0x08, 0x00] }),
+        Frame::new(L3::Other {
+            ethertype: 0x8100,
+            payload: vec![0, 10, 0x08, 0x00],
+        }),
         Malformed,
     );
     c.add(
         "lan/l2/second-vlan-tag-cut",
         lan,
-        Frame::new(L3::Other { ethertype: 0x88A8, payload: vec![0, 10, 0x81, 0x00, 0] }),
+        Frame::new(L3::Other {
+            ethertype: 0x88A8,
+            payload: vec![0, 10, 0x81, 0x00, 0],
+        }),
         Malformed,
     );
     c.add(
         "lan/l2/three-vlan-tags-arp",
         lan,
-        Frame::arp(c4, g4).vlan(TPID_8021Q, 1).vlan(TPID_8021Q, 2).vlan(TPID_8021Q, 3),
+        Frame::arp(c4, g4)
+            .vlan(TPID_8021Q, 1)
+            .vlan(TPID_8021Q, 2)
+            .vlan(TPID_8021Q, 3),
         Malformed,
     );
     c.add("unknown/l2/arp", unknown, Frame::arp(c4, g4), UnknownPort);
@@ -1796,7 +2447,10 @@ pub fn corpus(addrs: &CorpusAddrs) -> Vec<Case> {
 
 /// The corpus as (name, ingress ifindex, frame) triples.
 pub fn corpus_frames(addrs: &CorpusAddrs) -> Vec<(String, u32, Vec<u8>)> {
-    corpus(addrs).into_iter().map(|c| (c.name, c.ingress, c.frame)).collect()
+    corpus(addrs)
+        .into_iter()
+        .map(|c| (c.name, c.ingress, c.frame))
+        .collect()
 }
 
 /// How many corpus cases expect each reason (for coverage reports).
@@ -1841,8 +2495,14 @@ mod tests {
         let names: BTreeSet<_> = cases.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names.len(), cases.len(), "case names are unique");
         for c in &cases {
-            assert!(c.frame.len() >= frame_min_len(), "{c}: shorter than BPF_PROG_TEST_RUN accepts");
-            assert!(c.frame.len() <= 1514, "{c}: longer than an untagged MTU-sized frame");
+            assert!(
+                c.frame.len() >= frame_min_len(),
+                "{c}: shorter than BPF_PROG_TEST_RUN accepts"
+            );
+            assert!(
+                c.frame.len() <= 1514,
+                "{c}: longer than an untagged MTU-sized frame"
+            );
         }
         assert_eq!(corpus_frames(&addrs()).len(), cases.len());
     }
@@ -1856,9 +2516,17 @@ mod tests {
             if matches!(r, Reason::Domain | Reason::NoPolicy | Reason::Fragment) {
                 continue;
             }
-            assert!(counts.contains_key(&r), "no corpus case expects {}", r.as_str());
+            assert!(
+                counts.contains_key(&r),
+                "no corpus case expects {}",
+                r.as_str()
+            );
         }
-        assert!(cases.iter().any(|c| c.expected_drop_fragments == Reason::Fragment));
+        assert!(
+            cases
+                .iter()
+                .any(|c| c.expected_drop_fragments == Reason::Fragment)
+        );
     }
 
     /// The corpus checks the reference model: the hand-written reasons must be what it computes.
@@ -1885,15 +2553,23 @@ mod tests {
                     got.as_str()
                 ));
             }
-            let expect_no_policy =
-                if ports.role(c.ingress).is_some() { Reason::NoPolicy } else { Reason::UnknownPort };
+            let expect_no_policy = if ports.role(c.ingress).is_some() {
+                Reason::NoPolicy
+            } else {
+                Reason::UnknownPort
+            };
             assert_eq!(
                 evaluate(&image, false, &ports, &routes, c.ingress, &c.frame),
                 expect_no_policy,
                 "{c}"
             );
         }
-        assert!(wrong.is_empty(), "{} disagreements:\n{}", wrong.len(), wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "{} disagreements:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     /// Each case parses to the class its reason implies.
@@ -1908,7 +2584,10 @@ mod tests {
                 _ => assert!(matches!(parsed, Parsed::Ip(_)), "{c}: {parsed:?}"),
             }
             if c.expected_drop_fragments == Reason::Fragment && c.expected != Reason::Fragment {
-                assert!(matches!(parsed, Parsed::Ip(p) if p.fragment), "{c}: a non-first fragment");
+                assert!(
+                    matches!(parsed, Parsed::Ip(p) if p.fragment),
+                    "{c}: a non-first fragment"
+                );
             }
         }
     }
@@ -1916,31 +2595,57 @@ mod tests {
     #[test]
     fn checksums_verify_with_smoltcp() {
         let f = addrs().v4;
-        let (IpAddr::V4(s4), IpAddr::V4(d4)) = (f.client, f.internet) else { panic!("v4 family") };
+        let (IpAddr::V4(s4), IpAddr::V4(d4)) = (f.client, f.internet) else {
+            panic!("v4 family")
+        };
         for l4 in [L4::tcp(1, 2), L4::udp(3, 4), L4::echo()] {
-            let frame = Ipv4::new(s4, d4, l4.clone()).frame().vlan(TPID_8021Q, 5).bytes();
+            let frame = Ipv4::new(s4, d4, l4.clone())
+                .frame()
+                .vlan(TPID_8021Q, 5)
+                .bytes();
             let ip = Ipv4Packet::new_checked(&frame[18..]).expect("ipv4");
             assert!(ip.verify_checksum(), "{l4:?}: header checksum");
             let (src, dst) = (IpAddress::Ipv4(s4), IpAddress::Ipv4(d4));
             match l4 {
                 L4::Tcp(_) => {
-                    assert!(TcpPacket::new_checked(ip.payload()).expect("tcp").verify_checksum(&src, &dst))
+                    assert!(
+                        TcpPacket::new_checked(ip.payload())
+                            .expect("tcp")
+                            .verify_checksum(&src, &dst)
+                    )
                 }
                 L4::Udp(_) => {
-                    assert!(UdpPacket::new_checked(ip.payload()).expect("udp").verify_checksum(&src, &dst))
+                    assert!(
+                        UdpPacket::new_checked(ip.payload())
+                            .expect("udp")
+                            .verify_checksum(&src, &dst)
+                    )
                 }
                 _ => assert_eq!(internet_checksum(ip.payload()), 0, "icmp checksum"),
             }
         }
         let f = addrs().v6;
-        let (IpAddr::V6(s6), IpAddr::V6(d6)) = (f.client, f.internet) else { panic!("v6 family") };
+        let (IpAddr::V6(s6), IpAddr::V6(d6)) = (f.client, f.internet) else {
+            panic!("v6 family")
+        };
         let (src, dst) = (IpAddress::Ipv6(s6), IpAddress::Ipv6(d6));
         let frame = Ipv6::new(s6, d6, L4::tcp(1, 2)).frame().bytes();
         let ip = Ipv6Packet::new_checked(&frame[14..]).expect("ipv6");
-        assert!(TcpPacket::new_checked(ip.payload()).expect("tcp").verify_checksum(&src, &dst));
-        let frame = Ipv6::new(s6, d6, L4::udp(1, 2)).ext(Ext::hop_by_hop()).frame().bytes();
+        assert!(
+            TcpPacket::new_checked(ip.payload())
+                .expect("tcp")
+                .verify_checksum(&src, &dst)
+        );
+        let frame = Ipv6::new(s6, d6, L4::udp(1, 2))
+            .ext(Ext::hop_by_hop())
+            .frame()
+            .bytes();
         let ip = Ipv6Packet::new_checked(&frame[14..]).expect("ipv6");
-        assert!(UdpPacket::new_checked(&ip.payload()[8..]).expect("udp").verify_checksum(&src, &dst));
+        assert!(
+            UdpPacket::new_checked(&ip.payload()[8..])
+                .expect("udp")
+                .verify_checksum(&src, &dst)
+        );
         // ICMPv6: the pseudo-header is included.
         let frame = Ipv6::new(s6, d6, L4::echo()).frame().bytes();
         let mut data = pseudo_header(f.client, f.internet, IPPROTO_ICMPV6, frame.len() - 54);
@@ -1951,7 +2656,9 @@ mod tests {
     #[test]
     fn builder_layout() {
         let f = addrs().v4;
-        let frame = Frame::ip(f.client, f.internet, L4::tcp(1, 2)).vlan(TPID_8021AD, 1).vlan(TPID_8021Q, 2);
+        let frame = Frame::ip(f.client, f.internet, L4::tcp(1, 2))
+            .vlan(TPID_8021AD, 1)
+            .vlan(TPID_8021Q, 2);
         assert_eq!(frame.l2_len(), 22);
         let b = frame.bytes();
         assert_eq!(&b[12..14], &[0x88, 0xa8]);
@@ -1959,22 +2666,32 @@ mod tests {
         assert_eq!(&b[20..22], &[0x08, 0x00]);
         assert_eq!(b.len(), 22 + 20 + 20);
         // Options are padded to whole words and counted by the IHL.
-        let b = Frame::ip(f.client, f.internet, L4::tcp(1, 2)).v4(|h| h.options = vec![1]).bytes();
+        let b = Frame::ip(f.client, f.internet, L4::tcp(1, 2))
+            .v4(|h| h.options = vec![1])
+            .bytes();
         assert_eq!(b[14], 0x46);
         // Fragment knob: v4 sets offset and MF; v6 adds a fragment header.
-        let b = Frame::ip(f.client, f.internet, L4::tcp(1, 2)).fragment(185, true).bytes();
+        let b = Frame::ip(f.client, f.internet, L4::tcp(1, 2))
+            .fragment(185, true)
+            .bytes();
         assert_eq!(u16::from_be_bytes([b[20], b[21]]), 0x2000 | 185);
         let v6 = addrs().v6;
-        let b = Frame::ip(v6.client, v6.internet, L4::udp(1, 2)).fragment(2, false).bytes();
+        let b = Frame::ip(v6.client, v6.internet, L4::udp(1, 2))
+            .fragment(2, false)
+            .bytes();
         assert_eq!(b[14 + 6], IPV6_FRAGMENT);
         assert_eq!(b[14 + 40], IPPROTO_UDP);
         assert_eq!(u16::from_be_bytes([b[14 + 42], b[14 + 43]]), 2 << 3);
         // Extension-header chain: each header names the next.
-        let b = Ipv6::new("fd00::1".parse().expect("addr"), "fd00::2".parse().expect("addr"), L4::tcp(1, 2))
-            .ext(Ext::hop_by_hop())
-            .ext(Ext::opts(IPV6_ROUTING, 1))
-            .frame()
-            .bytes();
+        let b = Ipv6::new(
+            "fd00::1".parse().expect("addr"),
+            "fd00::2".parse().expect("addr"),
+            L4::tcp(1, 2),
+        )
+        .ext(Ext::hop_by_hop())
+        .ext(Ext::opts(IPV6_ROUTING, 1))
+        .frame()
+        .bytes();
         assert_eq!(b[14 + 6], IPV6_HOP_BY_HOP);
         assert_eq!((b[54], b[55]), (IPV6_ROUTING, 0));
         assert_eq!((b[62], b[63]), (IPPROTO_TCP, 1));

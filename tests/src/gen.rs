@@ -31,8 +31,8 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
 use crate::corpus::{
-    ETHERTYPE_ARP, ETHERTYPE_LLDP, Ext, Frame, IPPROTO_GRE, IPV6_DEST_OPTS, IPV6_HOP_BY_HOP, IPV6_NO_NEXT,
-    IPV6_ROUTING, Ipv4, Ipv6, L3, L4, TPID_8021AD, TPID_8021Q, Tcp, Udp,
+    ETHERTYPE_ARP, ETHERTYPE_LLDP, Ext, Frame, IPPROTO_GRE, IPV6_DEST_OPTS, IPV6_HOP_BY_HOP,
+    IPV6_NO_NEXT, IPV6_ROUTING, Ipv4, Ipv6, L3, L4, TPID_8021AD, TPID_8021Q, Tcp, Udp,
 };
 
 /// The ports and routes of the random tests' topology.
@@ -51,8 +51,10 @@ pub const V4_BASE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
 pub const V6_BASE: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0);
 /// Addresses outside the universe (routed by the default route).
 pub const OUTSIDE4: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 7)];
-pub const OUTSIDE6: [Ipv6Addr; 2] =
-    [Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7)];
+pub const OUTSIDE6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7),
+];
 
 /// Last byte of the gateway's address on the lan, dedicated and internet subnets.
 pub const GATEWAY_HOSTS: [u8; 3] = [1, 65, 129];
@@ -75,7 +77,12 @@ pub fn v6(host: u8) -> Ipv6Addr {
 impl Universe {
     /// ifindexes 2 (lan), 3 (dedicated), 4 (internet); 99 is unknown.
     pub fn example() -> Universe {
-        Universe { lan_if: 2, dedicated_if: 3, internet_if: 4, unknown_if: 99 }
+        Universe {
+            lan_if: 2,
+            dedicated_if: 3,
+            internet_if: 4,
+            unknown_if: 99,
+        }
     }
 
     pub fn ports(&self) -> Ports {
@@ -88,17 +95,33 @@ impl Universe {
     /// The route table of the universe (see the module documentation).
     pub fn routes(&self) -> StaticRoutes {
         let mut r = StaticRoutes::new(Egress::Port(self.internet_if));
-        let quarters = [(0u8, self.lan_if), (64, self.dedicated_if), (128, self.internet_if)];
+        let quarters = [
+            (0u8, self.lan_if),
+            (64, self.dedicated_if),
+            (128, self.internet_if),
+        ];
         for (start, ifindex) in quarters {
-            r.insert(IpNet::V4(Ipv4Net::new_assert(v4(start), 26)), Egress::Port(ifindex));
-            r.insert(IpNet::V6(Ipv6Net::new_assert(v6(start), 122)), Egress::Port(ifindex));
+            r.insert(
+                IpNet::V4(Ipv4Net::new_assert(v4(start), 26)),
+                Egress::Port(ifindex),
+            );
+            r.insert(
+                IpNet::V6(Ipv6Net::new_assert(v6(start), 122)),
+                Egress::Port(ifindex),
+            );
         }
         for host in GATEWAY_HOSTS {
             r.insert(IpNet::V4(Ipv4Net::new_assert(v4(host), 32)), Egress::Local);
             r.insert(IpNet::V6(Ipv6Net::new_assert(v6(host), 128)), Egress::Local);
         }
-        r.insert(IpNet::V4(Ipv4Net::new_assert(v4(192), 27)), Egress::Unroutable);
-        r.insert(IpNet::V6(Ipv6Net::new_assert(v6(192), 123)), Egress::Unroutable);
+        r.insert(
+            IpNet::V4(Ipv4Net::new_assert(v4(192), 27)),
+            Egress::Unroutable,
+        );
+        r.insert(
+            IpNet::V6(Ipv6Net::new_assert(v6(192), 123)),
+            Egress::Unroutable,
+        );
         r
     }
 
@@ -131,7 +154,9 @@ enum Spread {
 /// (rare) reach beyond the universe.
 fn arb_host_bits(spread: Spread) -> impl Strategy<Value = u8> + Clone {
     match spread {
-        Spread::Narrow => prop_oneof![20 => 0u8..=4, 5 => 5u8..=7, 1 => Just(8), 1 => 9u8..=32].boxed(),
+        Spread::Narrow => {
+            prop_oneof![20 => 0u8..=4, 5 => 5u8..=7, 1 => Just(8), 1 => 9u8..=32].boxed()
+        }
         Spread::Any => prop_oneof![12 => 0u8..=8, 1 => 9u8..=32].boxed(),
         Spread::Wide => prop_oneof![2 => 0u8..=4, 6 => 5u8..=8, 1 => 9u8..=32].boxed(),
     }
@@ -152,7 +177,8 @@ fn arb_net6(spread: Spread) -> impl Strategy<Value = Ipv6Net> + Clone {
 const PORTS: [u16; 9] = [0, 22, 53, 80, 443, 8000, 8080, 8081, u16::MAX];
 
 fn arb_rule() -> impl Strategy<Value = PortRule> {
-    let range = (select(PORTS.to_vec()), select(PORTS.to_vec())).prop_map(|(a, b)| (a.min(b), a.max(b)));
+    let range =
+        (select(PORTS.to_vec()), select(PORTS.to_vec())).prop_map(|(a, b)| (a.min(b), a.max(b)));
     prop_oneof![
         1 => Just(PortRule::new(PortRule::ANY_PROTO, 0, u16::MAX)),
         1 => select(vec![IPPROTO_ICMP, IPPROTO_ICMPV6]).prop_map(|p| PortRule::new(p, 0, 0)),
@@ -183,28 +209,43 @@ struct RawFamily<N, A> {
     allow: Vec<RawAllow<N>>,
 }
 
-fn arb_family<N: Clone + std::fmt::Debug, A: Clone + std::fmt::Debug, S: Strategy<Value = N> + Clone>(
+fn arb_family<
+    N: Clone + std::fmt::Debug,
+    A: Clone + std::fmt::Debug,
+    S: Strategy<Value = N> + Clone,
+>(
     net: impl Fn(Spread) -> S,
     addr: impl Strategy<Value = A> + Clone,
 ) -> impl Strategy<Value = RawFamily<N, A>> {
     let id = 0u32..8;
-    let allow_entry = (net(Spread::Wide), prop::collection::vec(arb_rule(), 0..=RULES_PER_ENTRY));
+    let allow_entry = (
+        net(Spread::Wide),
+        prop::collection::vec(arb_rule(), 0..=RULES_PER_ENTRY),
+    );
     (
         prop::collection::vec((net(Spread::Narrow), id.clone()), 0..4),
         prop::collection::vec((addr, id.clone()), 0..6),
         prop::collection::vec(net(Spread::Any), 0..4),
         prop::collection::vec((net(Spread::Wide), id.clone()), 0..6),
         prop::collection::vec(net(Spread::Any), 0..3),
-        prop::collection::vec((id, prop::collection::vec(allow_entry, 0..=ENTRIES_PER_SYSTEM)), 0..5),
+        prop::collection::vec(
+            (
+                id,
+                prop::collection::vec(allow_entry, 0..=ENTRIES_PER_SYSTEM),
+            ),
+            0..5,
+        ),
     )
-        .prop_map(|(block, exact, isolated, shared, dedicated, allow)| RawFamily {
-            block,
-            exact,
-            isolated,
-            shared,
-            dedicated,
-            allow,
-        })
+        .prop_map(
+            |(block, exact, isolated, shared, dedicated, allow)| RawFamily {
+                block,
+                exact,
+                isolated,
+                shared,
+                dedicated,
+                allow,
+            },
+        )
 }
 
 /// Random valid map images over the universe: a few feeds, exact and prefix blocklists with no prefix
@@ -214,12 +255,31 @@ fn arb_family<N: Clone + std::fmt::Debug, A: Clone + std::fmt::Debug, S: Strateg
 pub fn arb_image(_universe: &Universe) -> impl Strategy<Value = MapImage> + use<> {
     let addr4 = any::<u8>().prop_map(v4);
     let addr6 = any::<u8>().prop_map(v6);
-    (1usize..=3, 0usize..=4, arb_family(arb_net4, addr4), arb_family(arb_net6, addr6), any::<bool>())
+    (
+        1usize..=3,
+        0usize..=4,
+        arb_family(arb_net4, addr4),
+        arb_family(arb_net6, addr6),
+        any::<bool>(),
+    )
         .prop_map(|(feeds, systems, f4, f6, drop_fragments)| {
             let mut img = MapImage {
-                feeds: (0..feeds).map(|i| FeedInfo { name: format!("feed{i}"), entries: 0 }).collect(),
-                systems: (0..systems).map(|i| SystemInfo { name: format!("system{i}") }).collect(),
-                settings_flags: if drop_fragments { SETTING_DROP_FRAGMENTS } else { 0 },
+                feeds: (0..feeds)
+                    .map(|i| FeedInfo {
+                        name: format!("feed{i}"),
+                        entries: 0,
+                    })
+                    .collect(),
+                systems: (0..systems)
+                    .map(|i| SystemInfo {
+                        name: format!("system{i}"),
+                    })
+                    .collect(),
+                settings_flags: if drop_fragments {
+                    SETTING_DROP_FRAGMENTS
+                } else {
+                    0
+                },
                 ..MapImage::default()
             };
             let feed = |id: u32| id % feeds as u32;
@@ -366,7 +426,12 @@ fn fold_allow<N: Prefix>(
     for (id, entries) in raw {
         let Some(s) = system(*id) else { continue };
         for (n, rules) in entries.iter().take(ENTRIES_PER_SYSTEM) {
-            per_system.entry(s).or_default().entry(*n).or_default().extend(rules.iter().copied());
+            per_system
+                .entry(s)
+                .or_default()
+                .entry(*n)
+                .or_default()
+                .extend(rules.iter().copied());
         }
     }
     let mut out = BTreeMap::new();
@@ -408,7 +473,9 @@ pub struct ArbFrame {
 
 /// Frame-address host bytes: the whole universe except the special addresses.
 fn arb_host() -> impl Strategy<Value = u8> {
-    any::<u8>().prop_filter("network/broadcast of a connected subnet", |h| !SPECIAL_HOSTS.contains(h))
+    any::<u8>().prop_filter("network/broadcast of a connected subnet", |h| {
+        !SPECIAL_HOSTS.contains(h)
+    })
 }
 
 fn arb_addr4() -> impl Strategy<Value = Ipv4Addr> {
@@ -475,8 +542,10 @@ fn arb_ext() -> impl Strategy<Value = Ext> {
 
 fn arb_ipv6() -> impl Strategy<Value = Ipv6> {
     let exts = prop_oneof![4 => Just(Vec::new()), 3 => prop::collection::vec(arb_ext(), 1..=7)];
-    (arb_addr6(), arb_addr6(), arb_l4(), exts)
-        .prop_map(|(src, dst, l4, ext)| Ipv6 { ext, ..Ipv6::new(src, dst, l4) })
+    (arb_addr6(), arb_addr6(), arb_l4(), exts).prop_map(|(src, dst, l4, ext)| Ipv6 {
+        ext,
+        ..Ipv6::new(src, dst, l4)
+    })
 }
 
 /// A corruption applied to a built frame.
@@ -526,8 +595,13 @@ fn arb_l3() -> impl Strategy<Value = L3> {
     let other = prop_oneof![
         Just(ETHERTYPE_ARP),
         Just(ETHERTYPE_LLDP),
-        any::<u16>()
-            .prop_filter("not IP or VLAN", |t| ![0x0800, 0x86DD, TPID_8021Q, TPID_8021AD].contains(t)),
+        any::<u16>().prop_filter("not IP or VLAN", |t| ![
+            0x0800,
+            0x86DD,
+            TPID_8021Q,
+            TPID_8021AD
+        ]
+        .contains(t)),
     ];
     prop_oneof![
         10 => arb_ipv4().prop_map(L3::V4),
@@ -546,9 +620,10 @@ fn corrupt(mut f: Frame, c: &Corruption) -> Frame {
         (Corruption::PayloadLen(v), L3::V6(h)) => h.payload_len = Some(*v),
         (Corruption::Version(v), L3::V4(h)) => h.version = *v,
         (Corruption::Version(v), L3::V6(h)) => h.version = *v,
-        (Corruption::Doff(d), L3::V4(Ipv4 { l4: L4::Tcp(t), .. }) | L3::V6(Ipv6 { l4: L4::Tcp(t), .. })) => {
-            t.doff = Some(*d)
-        }
+        (
+            Corruption::Doff(d),
+            L3::V4(Ipv4 { l4: L4::Tcp(t), .. }) | L3::V6(Ipv6 { l4: L4::Tcp(t), .. }),
+        ) => t.doff = Some(*d),
         (Corruption::CutL4(n), L3::V4(h)) => h.l4_cut = Some(*n),
         (Corruption::CutL4(n), L3::V6(h)) => h.l4_cut = Some(*n),
         (Corruption::ExtClaimed(i, claim), L3::V6(h)) if !h.ext.is_empty() => {
@@ -592,7 +667,11 @@ pub fn arb_frame(universe: &Universe) -> impl Strategy<Value = ArbFrame> + use<>
                 spec.truncate = Some(min + at.index(full - min + 1));
             }
             let frame = spec.bytes();
-            ArbFrame { ingress, spec, frame }
+            ArbFrame {
+                ingress,
+                spec,
+                frame,
+            }
         },
     )
 }
@@ -608,7 +687,10 @@ mod tests {
 
     fn runner() -> TestRunner {
         let seed = [7u8; 32];
-        TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
+        TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &seed),
+        )
     }
 
     fn check_image(img: &MapImage) {
@@ -617,38 +699,68 @@ mod tests {
             for m in img.block4_prefixes.keys() {
                 assert!(n == m || !n.contains(m), "{n} covers {m}");
             }
-            assert!(img.block4_exact.keys().all(|a| !n.contains(a)), "{n} covers an exact entry");
+            assert!(
+                img.block4_exact.keys().all(|a| !n.contains(a)),
+                "{n} covers an exact entry"
+            );
         }
         for n in img.block6_prefixes.keys() {
             for m in img.block6_prefixes.keys() {
                 assert!(n == m || !n.contains(m), "{n} covers {m}");
             }
-            assert!(img.block6_exact.keys().all(|a| !n.contains(a)), "{n} covers an exact entry");
+            assert!(
+                img.block6_exact.keys().all(|a| !n.contains(a)),
+                "{n} covers an exact entry"
+            );
         }
-        let ids = img.block4_exact.values().chain(img.block4_prefixes.values());
-        assert!(ids.chain(img.block6_exact.values()).all(|f| (*f as usize) < img.feeds.len()));
+        let ids = img
+            .block4_exact
+            .values()
+            .chain(img.block4_prefixes.values());
+        assert!(
+            ids.chain(img.block6_exact.values())
+                .all(|f| (*f as usize) < img.feeds.len())
+        );
         let total: u64 = img.feeds.iter().map(|f| f.entries).sum();
         let blocked = img.block4_exact.len()
             + img.block4_prefixes.len()
             + img.block6_exact.len()
             + img.block6_prefixes.len();
         assert_eq!(total as usize, blocked);
-        assert!(img.shared4.values().chain(img.shared6.values()).all(|s| (*s as usize) < img.systems.len()));
+        assert!(
+            img.shared4
+                .values()
+                .chain(img.shared6.values())
+                .all(|s| (*s as usize) < img.systems.len())
+        );
         for n in img.shared4.keys() {
             assert_eq!(img.govnet4.get(n), Some(&GOVNET_SHARED));
         }
         for n in img.shared6.keys() {
             assert_eq!(img.govnet6.get(n), Some(&GOVNET_SHARED));
         }
-        let nets = img.block4_prefixes.keys().chain(img.shared4.keys()).chain(img.govnet4.keys());
-        assert!(nets.chain(img.isolated4.iter()).all(|n| n.trunc() == *n), "canonical prefixes");
+        let nets = img
+            .block4_prefixes
+            .keys()
+            .chain(img.shared4.keys())
+            .chain(img.govnet4.keys());
+        assert!(
+            nets.chain(img.isolated4.iter()).all(|n| n.trunc() == *n),
+            "canonical prefixes"
+        );
         // Folding: an entry holds the rules of every covering entry of its system.
         for ((s, n), rules) in &img.allow4 {
             assert!(rules.len() <= MAX_ALLOW_RULES);
-            assert!(rules.windows(2).all(|w| w[0] < w[1]), "sorted, deduplicated");
+            assert!(
+                rules.windows(2).all(|w| w[0] < w[1]),
+                "sorted, deduplicated"
+            );
             for ((t, m), outer) in &img.allow4 {
                 if s == t && m.contains(n) {
-                    assert!(outer.iter().all(|r| rules.contains(r)), "({s},{n}) lacks rules of {m}");
+                    assert!(
+                        outer.iter().all(|r| rules.contains(r)),
+                        "({s},{n}) lacks rules of {m}"
+                    );
                 }
             }
         }
@@ -656,7 +768,10 @@ mod tests {
             assert!(rules.len() <= MAX_ALLOW_RULES);
             for ((t, m), outer) in &img.allow6 {
                 if s == t && m.contains(n) {
-                    assert!(outer.iter().all(|r| rules.contains(r)), "({s},{n}) lacks rules of {m}");
+                    assert!(
+                        outer.iter().all(|r| rules.contains(r)),
+                        "({s},{n}) lacks rules of {m}"
+                    );
                 }
             }
         }
@@ -731,12 +846,18 @@ mod tests {
             };
             classes[class] += 1;
         }
-        eprintln!("reasons: {seen:?}; parse classes (non-ip, malformed, fragment, ip): {classes:?}");
+        eprintln!(
+            "reasons: {seen:?}; parse classes (non-ip, malformed, fragment, ip): {classes:?}"
+        );
         for r in Reason::ALL {
             if matches!(r, Reason::Domain | Reason::NoPolicy) {
                 continue;
             }
-            assert!(seen.get(&r).copied().unwrap_or(0) >= 5, "{} too rare: {seen:?}", r.as_str());
+            assert!(
+                seen.get(&r).copied().unwrap_or(0) >= 5,
+                "{} too rare: {seen:?}",
+                r.as_str()
+            );
         }
         assert!(
             classes.iter().all(|n| *n >= 50),

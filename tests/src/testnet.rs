@@ -16,7 +16,11 @@ use gateway_reference::{Egress, Ports, StaticRoutes};
 use ipnet::IpNet;
 
 /// Port names in the namespace; `spare0` exists but has no role (the unknown port).
-const PORTS: [(Role, &str); 3] = [(Role::Lan, "lan0"), (Role::Dedicated, "ded0"), (Role::Internet, "inet0")];
+const PORTS: [(Role, &str); 3] = [
+    (Role::Lan, "lan0"),
+    (Role::Dedicated, "ded0"),
+    (Role::Internet, "inet0"),
+];
 const SPARE: &str = "spare0";
 
 /// Fails loudly (never skips) when not root: these tests must run, and in CI they do.
@@ -29,9 +33,15 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
 }
 
 fn run(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {args:?}"))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
     if !out.status.success() {
-        bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -51,7 +61,11 @@ pub struct TestNet {
 impl TestNet {
     pub fn create() -> anyhow::Result<TestNet> {
         require_root("this test")?;
-        let name = format!("gwtn-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "gwtn-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         run(&["ip", "netns", "add", &name])?;
         let ns: OwnedFd = match std::fs::File::open(format!("/run/netns/{name}")) {
             Ok(f) => f.into(),
@@ -61,7 +75,12 @@ impl TestNet {
             }
         };
         // From here on, Drop removes the namespace even if the set-up fails half-way.
-        let mut net = TestNet { name, ports: Vec::new(), spare: 0, ns };
+        let mut net = TestNet {
+            name,
+            ports: Vec::new(),
+            spare: 0,
+            ns,
+        };
         net.configure()?;
         Ok(net)
     }
@@ -74,7 +93,10 @@ impl TestNet {
 
     fn configure(&mut self) -> anyhow::Result<()> {
         // Without forwarding, bpf_fib_lookup answers FWD_DISABLED for every transit packet.
-        for key in ["net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"] {
+        for key in [
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ] {
             run(&["ip", "netns", "exec", &self.name, "sysctl", "-q", "-w", key])?;
         }
         self.ip(&["link", "set", "lo", "up"])?;
@@ -94,7 +116,9 @@ impl TestNet {
 
     fn ifindex(&self, dev: &str) -> anyhow::Result<u32> {
         // /sys/class/net shows the caller's namespace, not this one: ask ip.
-        let out = Command::new("ip").args(["-n", &self.name, "-o", "link", "show", dev]).output()?;
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-o", "link", "show", dev])
+            .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         text.split(':')
             .next()
@@ -106,11 +130,19 @@ impl TestNet {
         if ifindex == self.spare {
             return Ok(SPARE);
         }
-        self.ports.iter().find(|(_, _, i)| *i == ifindex).map(|(_, n, _)| *n).with_context(|| format!("no port {ifindex}"))
+        self.ports
+            .iter()
+            .find(|(_, _, i)| *i == ifindex)
+            .map(|(_, n, _)| *n)
+            .with_context(|| format!("no port {ifindex}"))
     }
 
     pub fn ifindex_of(&self, role: Role) -> u32 {
-        self.ports.iter().find(|(r, _, _)| *r == role).map(|(_, _, i)| *i).unwrap_or(0)
+        self.ports
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, _, i)| *i)
+            .unwrap_or(0)
     }
 
     /// The reference model's view of the port map.
@@ -122,14 +154,26 @@ impl TestNet {
     /// `unreachable` route per `Unroutable`, and the table's default for v4 and v6.
     pub fn install_routes(&self, routes: &StaticRoutes) -> anyhow::Result<()> {
         let default: [IpNet; 2] = ["0.0.0.0/0".parse()?, "::/0".parse()?];
-        let entries = routes.entries().chain(default.into_iter().map(|n| (n, routes.default_egress())));
+        let entries = routes
+            .entries()
+            .chain(default.into_iter().map(|n| (n, routes.default_egress())));
         for (net, egress) in entries {
-            let family = if matches!(net, IpNet::V4(_)) { "-4" } else { "-6" };
+            let family = if matches!(net, IpNet::V4(_)) {
+                "-4"
+            } else {
+                "-6"
+            };
             let net = net.to_string();
             match egress {
-                Egress::Port(i) => self.ip(&[family, "route", "replace", &net, "dev", self.port_name(i)?])?,
-                Egress::Local => self.ip(&[family, "route", "replace", "local", &net, "dev", "lo"])?,
-                Egress::Unroutable => self.ip(&[family, "route", "replace", "unreachable", &net])?,
+                Egress::Port(i) => {
+                    self.ip(&[family, "route", "replace", &net, "dev", self.port_name(i)?])?
+                }
+                Egress::Local => {
+                    self.ip(&[family, "route", "replace", "local", &net, "dev", "lo"])?
+                }
+                Egress::Unroutable => {
+                    self.ip(&[family, "route", "replace", "unreachable", &net])?
+                }
             }
         }
         Ok(())
@@ -140,15 +184,22 @@ impl TestNet {
         // SAFETY: `ns` is an open /run/netns file; setns only changes this thread's namespace.
         let rc = unsafe { libc::setns(self.ns.as_raw_fd(), libc::CLONE_NEWNET) };
         if rc != 0 {
-            bail!("setns into {}: {}", self.name, std::io::Error::last_os_error());
+            bail!(
+                "setns into {}: {}",
+                self.name,
+                std::io::Error::last_os_error()
+            );
         }
         Ok(())
     }
 
     /// The lab's addressing seen from the gateway (tests/src/lab, configs/ward-office.toml).
     pub fn lab_routes(&self) -> StaticRoutes {
-        let (lan, ded, inet) =
-            (self.ifindex_of(Role::Lan), self.ifindex_of(Role::Dedicated), self.ifindex_of(Role::Internet));
+        let (lan, ded, inet) = (
+            self.ifindex_of(Role::Lan),
+            self.ifindex_of(Role::Dedicated),
+            self.ifindex_of(Role::Internet),
+        );
         let mut r = StaticRoutes::new(Egress::Port(inet));
         for (net, egress) in [
             ("10.10.0.0/24", Egress::Port(lan)),
@@ -170,7 +221,9 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

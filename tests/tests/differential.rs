@@ -48,7 +48,13 @@ struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: xdp={} reference={}", self.case, self.xdp.as_str(), self.reference.as_str())?;
+        write!(
+            f,
+            "{}: xdp={} reference={}",
+            self.case,
+            self.xdp.as_str(),
+            self.reference.as_str()
+        )?;
         if let Some(e) = self.expected {
             write!(f, " expected={}", e.as_str())?;
         }
@@ -61,7 +67,11 @@ fn report(what: &str, mismatches: &[Mismatch]) -> anyhow::Result<()> {
         return Ok(());
     }
     let lines: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
-    anyhow::bail!("{what}: {} disagreements:\n{}", mismatches.len(), lines.join("\n"))
+    anyhow::bail!(
+        "{what}: {} disagreements:\n{}",
+        mismatches.len(),
+        lines.join("\n")
+    )
 }
 
 #[test]
@@ -81,7 +91,12 @@ fn corpus_gets_the_same_reason_from_xdp_reference_and_hand_labels() -> anyhow::R
         let xdp = h.run(c.ingress, &c.frame)?.reason;
         let reference = evaluate(&empty, false, &ports, &routes, c.ingress, &c.frame);
         if xdp != reference {
-            mismatches.push(Mismatch { case: c.name.clone(), xdp, reference, expected: None });
+            mismatches.push(Mismatch {
+                case: c.name.clone(),
+                xdp,
+                reference,
+                expected: None,
+            });
         }
     }
     report("no policy loaded", &mismatches)?;
@@ -100,12 +115,24 @@ fn corpus_gets_the_same_reason_from_xdp_reference_and_hand_labels() -> anyhow::R
         for c in &cases {
             let xdp = h.run(c.ingress, &c.frame)?.reason;
             let reference = evaluate(&img, true, &ports, &routes, c.ingress, &c.frame);
-            let expected = if drop_fragments { c.expected_drop_fragments } else { c.expected };
+            let expected = if drop_fragments {
+                c.expected_drop_fragments
+            } else {
+                c.expected
+            };
             if xdp != reference || xdp != expected {
-                mismatches.push(Mismatch { case: c.name.clone(), xdp, reference, expected: Some(expected) });
+                mismatches.push(Mismatch {
+                    case: c.name.clone(),
+                    xdp,
+                    reference,
+                    expected: Some(expected),
+                });
             }
         }
-        report(&format!("corpus image (drop fragments: {drop_fragments})"), &mismatches)?;
+        report(
+            &format!("corpus image (drop fragments: {drop_fragments})"),
+            &mismatches,
+        )?;
     }
     Ok(())
 }
@@ -117,16 +144,27 @@ fn random_policies_and_packets_agree_between_xdp_and_reference() -> anyhow::Resu
     let routes: StaticRoutes = u.routes();
     let ports: Ports = h.borrow().net.reference_ports();
     let generation = RefCell::new(0u64);
-    let cases = std::env::var("GATEWAY_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let cases = std::env::var("GATEWAY_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let strategy = (arb_image(&u), vec(arb_frame(&u), 1..48));
     let result = runner.run(&strategy, |(image, frames)| {
         let mut h = h.borrow_mut();
         let mut g = generation.borrow_mut();
         *g += 1;
-        h.dp.apply(Arc::new(image.clone()), *g).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        h.dp.apply(Arc::new(image.clone()), *g)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         for f in &frames {
-            let xdp = h.run(f.ingress, &f.frame).map_err(|e| TestCaseError::fail(e.to_string()))?.reason;
+            let xdp = h
+                .run(f.ingress, &f.frame)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .reason;
             let reference = evaluate(&image, true, &ports, &routes, f.ingress, &f.frame);
             if xdp != reference {
                 return Err(TestCaseError::fail(format!(
@@ -157,7 +195,9 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
     // a large part of a slot.
     let mut bigger = base.clone();
     for i in 0..5000u32 {
-        bigger.block4_exact.insert(std::net::Ipv4Addr::from(0x6440_0000 + i * 3 + 1), 0);
+        bigger
+            .block4_exact
+            .insert(std::net::Ipv4Addr::from(0x6440_0000 + i * 3 + 1), 0);
     }
     let blocked = Frame::ip(addrs.v4.client, addrs.v4.blocked_exact, L4::tcp(40000, 443)).bytes();
     let allowed = Frame::ip(addrs.v4.client, addrs.v4.internet, L4::tcp(40000, 443)).bytes();
@@ -178,7 +218,8 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
             let (a, _) = watcher.run(lan, &blocked, 1)?;
             let (b, _) = watcher.run(lan, &allowed, 1)?;
             runs += 2;
-            lapses += u64::from(a != gateway_dataplane::XDP_DROP) + u64::from(b != gateway_dataplane::XDP_PASS);
+            lapses += u64::from(a != gateway_dataplane::XDP_DROP)
+                + u64::from(b != gateway_dataplane::XDP_PASS);
         }
         Ok((runs, lapses))
     });
@@ -187,8 +228,13 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
         h.dp.apply(Arc::new(img.clone()), generation)?;
     }
     stop.store(true, Ordering::Relaxed);
-    let (runs, lapses) = thread.join().map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    let (runs, lapses) = thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
     assert!(runs > 0, "the watcher never ran");
-    assert_eq!(lapses, 0, "{lapses} wrong verdicts in {runs} runs while swapping policies");
+    assert_eq!(
+        lapses, 0,
+        "{lapses} wrong verdicts in {runs} runs while swapping policies"
+    );
     Ok(())
 }

@@ -21,8 +21,22 @@ pub const ALLOW6: &str = "ALLOW6";
 
 /// Every map, for pinning and adoption.
 pub const ALL: [&str; 16] = [
-    ACTIVE, SETTINGS, PORTS, STATS, BLOCK4_EXACT, BLOCK4_LPM, BLOCK6_EXACT, BLOCK6_LPM, ISOLATED4,
-    ISOLATED6, SHARED4, SHARED6, GOVNET4, GOVNET6, ALLOW4, ALLOW6,
+    ACTIVE,
+    SETTINGS,
+    PORTS,
+    STATS,
+    BLOCK4_EXACT,
+    BLOCK4_LPM,
+    BLOCK6_EXACT,
+    BLOCK6_LPM,
+    ISOLATED4,
+    ISOLATED6,
+    SHARED4,
+    SHARED6,
+    GOVNET4,
+    GOVNET6,
+    ALLOW4,
+    ALLOW6,
 ];
 
 /// Generation slots.

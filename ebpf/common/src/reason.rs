@@ -100,7 +100,11 @@ impl Reason {
 
     /// The reason with this counter index, if any.
     pub const fn from_index(index: u32) -> Option<Reason> {
-        if index < Self::COUNT { Some(Self::ALL[index as usize]) } else { None }
+        if index < Self::COUNT {
+            Some(Self::ALL[index as usize])
+        } else {
+            None
+        }
     }
 
     /// The reason named by a CLI/metric word.

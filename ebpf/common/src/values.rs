@@ -29,7 +29,13 @@ impl PortRule {
     pub const ANY_PROTO: u8 = 0;
 
     pub const fn new(proto: u8, port_lo: u16, port_hi: u16) -> Self {
-        PortRule { proto, _pad: [0], port_lo, port_hi, _pad2: [0; 2] }
+        PortRule {
+            proto,
+            _pad: [0],
+            port_lo,
+            port_hi,
+            _pad2: [0; 2],
+        }
     }
 
     /// Whether a packet of `proto` to destination port `dport` matches. `dport` is `None` when the
@@ -64,8 +70,11 @@ pub struct AllowSet {
 const _: () = assert!(core::mem::size_of::<AllowSet>() == 8 + 8 * MAX_ALLOW_RULES);
 
 impl AllowSet {
-    pub const EMPTY: AllowSet =
-        AllowSet { count: 0, _pad: 0, rules: [PortRule::new(0, 0, 0); MAX_ALLOW_RULES] };
+    pub const EMPTY: AllowSet = AllowSet {
+        count: 0,
+        _pad: 0,
+        rules: [PortRule::new(0, 0, 0); MAX_ALLOW_RULES],
+    };
 }
 
 /// Kind of a govnet prefix (value of the `GOVNET` maps).
@@ -91,7 +100,12 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 48);
 pub const SETTING_DROP_FRAGMENTS: u32 = 1 << 0;
 
 impl Settings {
-    pub const EMPTY: Settings = Settings { loaded: 0, flags: 0, generation: 0, image_hash: [0; 32] };
+    pub const EMPTY: Settings = Settings {
+        loaded: 0,
+        flags: 0,
+        generation: 0,
+        image_hash: [0; 32],
+    };
 }
 
 /// One per-CPU counter cell of [`crate::maps::STATS`].
@@ -119,8 +133,10 @@ pub const DATAPATH_CONFIG_VERSION: u32 = 1;
 pub const CFG_FIB_SKIP_NEIGH: u32 = 1 << 0;
 
 impl DatapathConfig {
-    pub const DEFAULT: DatapathConfig =
-        DatapathConfig { version: DATAPATH_CONFIG_VERSION, flags: CFG_FIB_SKIP_NEIGH };
+    pub const DEFAULT: DatapathConfig = DatapathConfig {
+        version: DATAPATH_CONFIG_VERSION,
+        flags: CFG_FIB_SKIP_NEIGH,
+    };
 }
 
 // SAFETY (every impl below): each type is #[repr(C)], Copy, made only of integers and integer arrays,

@@ -28,28 +28,38 @@ const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 pub static BLOCK4_EXACT: HashMap<V4Key, u32> =
     HashMap::with_max_entries(m::SLOTS * m::BLOCK4_EXACT_PER_SLOT, NO_PREALLOC);
 #[map]
-pub static BLOCK4_LPM: LpmTrie<V4Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::BLOCK4_LPM_PER_SLOT, 0);
+pub static BLOCK4_LPM: LpmTrie<V4Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::BLOCK4_LPM_PER_SLOT, 0);
 #[map]
 pub static BLOCK6_EXACT: HashMap<V6Key, u32> =
     HashMap::with_max_entries(m::SLOTS * m::BLOCK6_EXACT_PER_SLOT, NO_PREALLOC);
 #[map]
-pub static BLOCK6_LPM: LpmTrie<V6Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::BLOCK6_LPM_PER_SLOT, 0);
+pub static BLOCK6_LPM: LpmTrie<V6Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::BLOCK6_LPM_PER_SLOT, 0);
 #[map]
-pub static ISOLATED4: LpmTrie<V4Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static ISOLATED4: LpmTrie<V4Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static ISOLATED6: LpmTrie<V6Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static ISOLATED6: LpmTrie<V6Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static SHARED4: LpmTrie<V4Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static SHARED4: LpmTrie<V4Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static SHARED6: LpmTrie<V6Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static SHARED6: LpmTrie<V6Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static GOVNET4: LpmTrie<V4Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static GOVNET4: LpmTrie<V4Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static GOVNET6: LpmTrie<V6Key, u32> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static GOVNET6: LpmTrie<V6Key, u32> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static ALLOW4: LpmTrie<Allow4Key, AllowSet> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static ALLOW4: LpmTrie<Allow4Key, AllowSet> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 #[map]
-pub static ALLOW6: LpmTrie<Allow6Key, AllowSet> = LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+pub static ALLOW6: LpmTrie<Allow6Key, AllowSet> =
+    LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 
 /// Role of the port with this ifindex, if it is one of ours.
 #[inline(always)]
@@ -92,42 +102,60 @@ pub fn blocked6(slot: u8, addr: [u8; 16]) -> bool {
 
 #[inline(always)]
 pub fn isolated4(slot: u8, addr: [u8; 4]) -> bool {
-    ISOLATED4.get(Key::new(FULL4, keys::v4_key(slot, addr))).is_some()
+    ISOLATED4
+        .get(Key::new(FULL4, keys::v4_key(slot, addr)))
+        .is_some()
 }
 
 #[inline(always)]
 pub fn isolated6(slot: u8, addr: [u8; 16]) -> bool {
-    ISOLATED6.get(Key::new(FULL6, keys::v6_key(slot, addr))).is_some()
+    ISOLATED6
+        .get(Key::new(FULL6, keys::v6_key(slot, addr)))
+        .is_some()
 }
 
 #[inline(always)]
 pub fn govnet4(slot: u8, addr: [u8; 4]) -> bool {
-    GOVNET4.get(Key::new(FULL4, keys::v4_key(slot, addr))).is_some()
+    GOVNET4
+        .get(Key::new(FULL4, keys::v4_key(slot, addr)))
+        .is_some()
 }
 
 #[inline(always)]
 pub fn govnet6(slot: u8, addr: [u8; 16]) -> bool {
-    GOVNET6.get(Key::new(FULL6, keys::v6_key(slot, addr))).is_some()
+    GOVNET6
+        .get(Key::new(FULL6, keys::v6_key(slot, addr)))
+        .is_some()
 }
 
 /// The shared system a destination belongs to (longest match).
 #[inline(always)]
 pub fn shared4(slot: u8, addr: [u8; 4]) -> Option<u32> {
-    SHARED4.get(Key::new(FULL4, keys::v4_key(slot, addr))).copied()
+    SHARED4
+        .get(Key::new(FULL4, keys::v4_key(slot, addr)))
+        .copied()
 }
 
 #[inline(always)]
 pub fn shared6(slot: u8, addr: [u8; 16]) -> Option<u32> {
-    SHARED6.get(Key::new(FULL6, keys::v6_key(slot, addr))).copied()
+    SHARED6
+        .get(Key::new(FULL6, keys::v6_key(slot, addr)))
+        .copied()
 }
 
 /// The rules admitted for `src` towards `system` (longest source-prefix match).
 #[inline(always)]
 pub fn allow4(slot: u8, system: u32, src: [u8; 4]) -> Option<&'static AllowSet> {
-    ALLOW4.get(Key::new(keys::allow_prefix_len(32), keys::allow4_key(slot, system, src)))
+    ALLOW4.get(Key::new(
+        keys::allow_prefix_len(32),
+        keys::allow4_key(slot, system, src),
+    ))
 }
 
 #[inline(always)]
 pub fn allow6(slot: u8, system: u32, src: [u8; 16]) -> Option<&'static AllowSet> {
-    ALLOW6.get(Key::new(keys::allow_prefix_len(128), keys::allow6_key(slot, system, src)))
+    ALLOW6.get(Key::new(
+        keys::allow_prefix_len(128),
+        keys::allow6_key(slot, system, src),
+    ))
 }

@@ -48,7 +48,11 @@ impl Packet {
     /// The destination port, when the packet has one.
     #[inline(always)]
     pub fn dport(&self) -> Option<u16> {
-        if self.has_ports { Some(self.dport) } else { None }
+        if self.has_ports {
+            Some(self.dport)
+        } else {
+            None
+        }
     }
 }
 
@@ -104,7 +108,11 @@ impl Frame {
 
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
-    let f = Frame { md: ctx.ctx, start: ctx.data(), len: ctx.data_end() - ctx.data() };
+    let f = Frame {
+        md: ctx.ctx,
+        start: ctx.data(),
+        len: ctx.data_end() - ctx.data(),
+    };
     match parse_frame(&f) {
         Some(p) => p,
         None => Parsed::Malformed,
@@ -214,7 +222,11 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
                 off += 8;
                 if frag_offset != 0 {
                     pkt.later_fragment = true;
-                    return if off - base > MAX_EXT_CHAIN { None } else { Some(pkt) };
+                    return if off - base > MAX_EXT_CHAIN {
+                        None
+                    } else {
+                        Some(pkt)
+                    };
                 }
             }
             _ => break,

@@ -65,7 +65,12 @@ pub fn egress(ctx: &XdpContext, pkt: &Packet) -> Egress {
     };
     // SAFETY: ctx.ctx is the live xdp_md of this run and `p` a properly sized, initialised struct.
     let rc = unsafe {
-        bpf_fib_lookup(ctx.ctx.cast(), &mut p, core::mem::size_of::<FibParams>() as i32, flags)
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            flags,
+        )
     };
     match rc {
         FIB_SUCCESS | FIB_NO_NEIGH => Egress::Port(crate::maps::port_role(p.ifindex)),

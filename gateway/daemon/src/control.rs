@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Compile the policy file at this absolute path and swap it in.
-    Apply { policy: PathBuf },
+    Apply {
+        policy: PathBuf,
+    },
     Status,
     Stats,
 }

@@ -10,11 +10,11 @@ use gateway_common::{Reason, Verdict, values::DatapathConfig};
 use gateway_dataplane::{AttachedPort, Dataplane, DataplaneError, Persistence, XdpModeName};
 use gateway_policy::{PolicyError, image::MapImage, profile::Profile};
 
-use crate::journal::{self, Journal};
 use crate::control::{
     ApplyResult, CounterJson, ErrorKind, ErrorReport, FeedStatus, PortStatus, Request, Response,
     StatsReport, StatusReport,
 };
+use crate::journal::{self, Journal};
 
 /// Where the daemon keeps things.
 #[derive(Clone, Debug)]
@@ -80,7 +80,10 @@ impl Engine {
             resolved.push((spec.clone(), ifname, ifindex));
         }
 
-        let mut dp = Dataplane::load(Persistence::Pinned(opts.pin_dir.clone()), DatapathConfig::DEFAULT)?;
+        let mut dp = Dataplane::load(
+            Persistence::Pinned(opts.pin_dir.clone()),
+            DatapathConfig::DEFAULT,
+        )?;
         let bindings: Vec<_> = resolved.iter().map(|(s, _, i)| (*i, s.role)).collect();
         dp.bind_ports(&bindings)?;
 
@@ -89,7 +92,10 @@ impl Engine {
         let mut generation = if active.loaded { active.generation } else { 0 };
         let mut last_apply = Duration::ZERO;
         if in_force {
-            tracing::info!(generation, "adopted pinned data path; the policy in force is this one");
+            tracing::info!(
+                generation,
+                "adopted pinned data path; the policy in force is this one"
+            );
         } else {
             generation += 1;
             let report = dp.apply(compiled.image.clone(), generation)?;
@@ -102,7 +108,14 @@ impl Engine {
                 ms = report.duration.as_secs_f64() * 1e3,
                 "policy applied"
             );
-            record(&journal, generation, &compiled.image, &opts.policy, report.duration, "start");
+            record(
+                &journal,
+                generation,
+                &compiled.image,
+                &opts.policy,
+                report.duration,
+                "start",
+            );
         }
 
         let mut ports = Vec::new();
@@ -110,7 +123,14 @@ impl Engine {
             let mode = XdpModeName::from(spec.xdp_mode);
             let adopted = dp.attach(&spec.name, ifindex, mode)?;
             tracing::info!(port = %spec.name, %ifname, ifindex, mode = mode.as_str(), adopted, "port attached");
-            ports.push(AttachedPort { name: spec.name.clone(), ifname, ifindex, role: spec.role, mode, adopted });
+            ports.push(AttachedPort {
+                name: spec.name.clone(),
+                ifname,
+                ifindex,
+                role: spec.role,
+                mode,
+                adopted,
+            });
         }
         Ok(Engine {
             dp,
@@ -140,7 +160,10 @@ impl Engine {
 
     fn apply(&mut self, policy: &Path, cause: &str) -> Response {
         if !policy.is_absolute() {
-            return error(ErrorKind::Request, format!("policy path must be absolute: {}", policy.display()));
+            return error(
+                ErrorKind::Request,
+                format!("policy path must be absolute: {}", policy.display()),
+            );
         }
         let profile = match gateway_policy::profile::load_profile(&self.profile_path) {
             Ok(p) => p,
@@ -152,7 +175,11 @@ impl Engine {
         };
         let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
         let hash = compiled.image.hash();
-        if self.dp.active().is_ok_and(|a| a.loaded && a.image_hash == hash) {
+        if self
+            .dp
+            .active()
+            .is_ok_and(|a| a.loaded && a.image_hash == hash)
+        {
             self.policy_path = policy.to_owned();
             return Response::Applied(ApplyResult {
                 generation: self.generation,
@@ -177,7 +204,14 @@ impl Engine {
                 self.image = compiled.image.clone();
                 self.policy_path = policy.to_owned();
                 self.last_apply = report.duration;
-                record(&self.journal, generation, &compiled.image, policy, report.duration, cause);
+                record(
+                    &self.journal,
+                    generation,
+                    &compiled.image,
+                    policy,
+                    report.duration,
+                    cause,
+                );
                 Response::Applied(ApplyResult {
                     generation,
                     image_hash: gateway_policy::image::hex(&hash),
@@ -206,7 +240,13 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return error(ErrorKind::Internal, chain(&e)),
         };
-        let total = |v: Verdict| counters.iter().filter(|c| c.reason.verdict() == v).map(|c| c.packets).sum();
+        let total = |v: Verdict| {
+            counters
+                .iter()
+                .filter(|c| c.reason.verdict() == v)
+                .map(|c| c.packets)
+                .sum()
+        };
         Response::Status(StatusReport {
             generation: active.generation,
             image_hash: gateway_policy::image::hex(&active.image_hash),
@@ -218,7 +258,10 @@ impl Engine {
                 .image
                 .feeds
                 .iter()
-                .map(|f| FeedStatus { name: f.name.clone(), entries: f.entries })
+                .map(|f| FeedStatus {
+                    name: f.name.clone(),
+                    entries: f.entries,
+                })
                 .collect(),
             ports: self
                 .ports
@@ -260,7 +303,14 @@ impl Engine {
 }
 
 /// A journal failure must not undo an applied policy; it is logged loudly instead.
-fn record(journal: &Journal, generation: u64, image: &MapImage, policy: &Path, took: Duration, cause: &str) {
+fn record(
+    journal: &Journal,
+    generation: u64,
+    image: &MapImage,
+    policy: &Path,
+    took: Duration,
+    cause: &str,
+) {
     let hash = gateway_policy::image::hex(&image.hash());
     let entry = journal::Entry {
         unix_time: 0,

@@ -31,16 +31,25 @@ pub struct Journal {
 impl Journal {
     pub fn open(state_dir: &Path) -> std::io::Result<Journal> {
         std::fs::create_dir_all(state_dir)?;
-        Ok(Journal { path: state_dir.join("apply-journal.jsonl") })
+        Ok(Journal {
+            path: state_dir.join("apply-journal.jsonl"),
+        })
     }
 
     pub fn record(&self, mut entry: Entry<'_>) -> std::io::Result<()> {
-        entry.unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        entry.unix_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > MAX_BYTES) {
             std::fs::rename(&self.path, self.path.with_extension("jsonl.1"))?;
         }
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?.write_all(&line)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?
+            .write_all(&line)
     }
 }

@@ -6,7 +6,12 @@ use crate::control::{ApplyResult, StatsReport, StatusReport};
 pub fn applied(r: &ApplyResult) -> String {
     let mut s = String::new();
     if r.unchanged {
-        let _ = writeln!(s, "policy unchanged (image {}), generation {} stays in force", short(&r.image_hash), r.generation);
+        let _ = writeln!(
+            s,
+            "policy unchanged (image {}), generation {} stays in force",
+            short(&r.image_hash),
+            r.generation
+        );
     } else {
         let _ = writeln!(
             s,
@@ -17,7 +22,11 @@ pub fn applied(r: &ApplyResult) -> String {
             r.entries,
             r.written,
             r.deleted,
-            if r.purged > 0 { format!(", {} purged", r.purged) } else { String::new() },
+            if r.purged > 0 {
+                format!(", {} purged", r.purged)
+            } else {
+                String::new()
+            },
             r.compile_ms,
             r.apply_ms,
         );
@@ -37,10 +46,30 @@ pub fn status(r: &StatusReport) -> String {
     let _ = writeln!(s, "profile     {}", r.profile);
     let _ = writeln!(s, "generation  {} (slot {})", r.generation, r.slot);
     let _ = writeln!(s, "image hash  {}", r.image_hash);
-    let _ = writeln!(s, "entries     {} (last apply {:.1} ms)", r.entries, r.last_apply_ms);
-    let _ = writeln!(s, "daemon      pid {}{}", r.pid, if r.adopted { ", adopted pinned state" } else { "" });
-    let _ = writeln!(s, "packets     {} passed, {} dropped", r.passed_packets, r.dropped_packets);
-    let _ = writeln!(s, "\nPORT      IFACE      IFINDEX  ROLE       XDP MODE  LINK");
+    let _ = writeln!(
+        s,
+        "entries     {} (last apply {:.1} ms)",
+        r.entries, r.last_apply_ms
+    );
+    let _ = writeln!(
+        s,
+        "daemon      pid {}{}",
+        r.pid,
+        if r.adopted {
+            ", adopted pinned state"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "packets     {} passed, {} dropped",
+        r.passed_packets, r.dropped_packets
+    );
+    let _ = writeln!(
+        s,
+        "\nPORT      IFACE      IFINDEX  ROLE       XDP MODE  LINK"
+    );
     for p in &r.ports {
         let _ = writeln!(
             s,
@@ -63,9 +92,17 @@ pub fn status(r: &StatusReport) -> String {
 /// Non-zero counters, or all with `all`.
 pub fn stats(r: &StatsReport, all: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<10} {:<20} {:<7} {:>12} {:>14}", "ROLE", "REASON", "VERDICT", "PACKETS", "BYTES");
+    let _ = writeln!(
+        s,
+        "{:<10} {:<20} {:<7} {:>12} {:>14}",
+        "ROLE", "REASON", "VERDICT", "PACKETS", "BYTES"
+    );
     for c in r.counters.iter().filter(|c| all || c.packets > 0) {
-        let _ = writeln!(s, "{:<10} {:<20} {:<7} {:>12} {:>14}", c.role, c.reason, c.verdict, c.packets, c.bytes);
+        let _ = writeln!(
+            s,
+            "{:<10} {:<20} {:<7} {:>12} {:>14}",
+            c.role, c.reason, c.verdict, c.packets, c.bytes
+        );
     }
     s
 }

@@ -73,7 +73,10 @@ async fn handle(engine: &mut Engine, stream: UnixStream) -> std::io::Result<()> 
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request line"))??;
     let response = if line.len() > control::MAX_REQUEST {
-        refuse(format!("request longer than {} bytes", control::MAX_REQUEST))
+        refuse(format!(
+            "request longer than {} bytes",
+            control::MAX_REQUEST
+        ))
     } else {
         match serde_json::from_str::<Request>(line.trim()) {
             Ok(request) => engine.handle(request),
@@ -86,5 +89,8 @@ async fn handle(engine: &mut Engine, stream: UnixStream) -> std::io::Result<()> 
 }
 
 fn refuse(message: String) -> Response {
-    Response::Error(ErrorReport { kind: ErrorKind::Request, message })
+    Response::Error(ErrorReport {
+        kind: ErrorKind::Request,
+        message,
+    })
 }

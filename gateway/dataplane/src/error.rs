@@ -43,12 +43,18 @@ pub enum DataplaneError {
     #[error("port {port}: {message}")]
     Port { port: String, message: String },
     #[error("policy needs {needed} entries in {map} but its slot holds {capacity}")]
-    Capacity { map: &'static str, needed: usize, capacity: u32 },
+    Capacity {
+        map: &'static str,
+        needed: usize,
+        capacity: u32,
+    },
     #[error("a map writer thread panicked")]
     WriterPanicked,
     #[error("BPF_PROG_TEST_RUN")]
     TestRun(#[source] std::io::Error),
-    #[error("one test run moved {0} counters instead of exactly one (is another process using this program?)")]
+    #[error(
+        "one test run moved {0} counters instead of exactly one (is another process using this program?)"
+    )]
     CountersMoved(usize),
     #[error("XDP program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
     UnexpectedAction(u32),

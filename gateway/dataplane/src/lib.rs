@@ -57,15 +57,22 @@ impl Dataplane {
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(object::XDP_OBJECT).map_err(DataplaneError::Load)?;
+        let mut ebpf = loader
+            .load(object::XDP_OBJECT)
+            .map_err(DataplaneError::Load)?;
         for prog in [object::PROGRAM, object::PASS_ONLY] {
-            object::xdp_program(&mut ebpf, prog)?.load().map_err(|source| {
-                DataplaneError::Program { name: prog, source }
-            })?;
+            object::xdp_program(&mut ebpf, prog)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name: prog, source })?;
         }
         let maps = slots::PolicyMaps::take(&mut ebpf)?;
         let slots = slots::SlotBook::new(fresh);
-        Ok(Dataplane { ebpf, maps, slots, pins })
+        Ok(Dataplane {
+            ebpf,
+            maps,
+            slots,
+            pins,
+        })
     }
 
     /// Whether this process created the maps (false: it adopted pinned ones).
@@ -83,11 +90,17 @@ impl Dataplane {
     /// Kernel memory charged to each map (`memlock` of /proc/self/fdinfo), for the benchmark and
     /// `status`: what a policy really costs, not what the capacities promise.
     pub fn map_memory(&self) -> Vec<(&'static str, u64)> {
-        self.maps.fds().into_iter().map(|(name, fd)| (name, fdinfo_memlock(fd).unwrap_or(0))).collect()
+        self.maps
+            .fds()
+            .into_iter()
+            .map(|(name, fd)| (name, fdinfo_memlock(fd).unwrap_or(0)))
+            .collect()
     }
 }
 
 fn fdinfo_memlock(fd: std::os::fd::RawFd) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
 }

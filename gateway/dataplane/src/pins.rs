@@ -15,12 +15,19 @@ pub struct PinLayout {
 impl PinLayout {
     /// Checks `root` is on a bpffs and creates the subdirectories.
     pub fn prepare(root: &Path) -> Result<Self, DataplaneError> {
-        let io = |source| DataplaneError::PinDir { path: root.to_owned(), source };
+        let io = |source| DataplaneError::PinDir {
+            path: root.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(root).map_err(io)?;
         if !is_bpffs(root).map_err(io)? {
-            return Err(DataplaneError::NotBpffs { path: root.to_owned() });
+            return Err(DataplaneError::NotBpffs {
+                path: root.to_owned(),
+            });
         }
-        let layout = PinLayout { root: root.to_owned() };
+        let layout = PinLayout {
+            root: root.to_owned(),
+        };
         for dir in [layout.root.join("maps"), layout.root.join("links")] {
             std::fs::create_dir_all(&dir).map_err(io)?;
         }
@@ -45,7 +52,9 @@ impl PinLayout {
         let mut removed = Vec::new();
         for sub in ["links", "maps"] {
             let dir = self.root.join(sub);
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries {
                 let path = e?.path();
                 std::fs::remove_file(&path)?;
@@ -68,6 +77,9 @@ fn is_bpffs(path: &Path) -> std::io::Result<bool> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    #[allow(clippy::unnecessary_cast, reason = "f_type's width differs between architectures")]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type's width differs between architectures"
+    )]
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }

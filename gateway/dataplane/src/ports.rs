@@ -12,7 +12,7 @@ use aya::programs::{
 use gateway_common::{Role, maps as names, values::PortConf};
 use gateway_policy::profile::{DeviceMatch, PortSpec, XdpMode as ProfileMode};
 
-use crate::{DataplaneError, Dataplane, object};
+use crate::{Dataplane, DataplaneError, object};
 
 /// The XDP mode a port runs in, as shown by `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,26 +60,38 @@ pub struct AttachedPort {
 
 /// Finds the interface a profile port names: `(ifname, ifindex)`. Reads /sys/class/net.
 pub fn resolve_port(spec: &PortSpec) -> Result<(String, u32), DataplaneError> {
-    let err = |message: String| DataplaneError::Port { port: spec.name.clone(), message };
+    let err = |message: String| DataplaneError::Port {
+        port: spec.name.clone(),
+        message,
+    };
     let ifname = match &spec.device {
         DeviceMatch::Ifname(name) => name.clone(),
         DeviceMatch::Pci(addr) => {
             let dir = Path::new("/sys/bus/pci/devices").join(addr).join("net");
             let mut names = read_names(&dir)
                 .map_err(|e| err(format!("no network interface at PCI {addr} ({e})")))?;
-            names.pop_first().ok_or_else(|| err(format!("PCI {addr} has no network interface")))?
+            names
+                .pop_first()
+                .ok_or_else(|| err(format!("PCI {addr} has no network interface")))?
         }
         DeviceMatch::Driver { driver, index } => {
             let mut matching = Vec::new();
             for name in read_names(Path::new("/sys/class/net"))
                 .map_err(|e| err(format!("listing /sys/class/net: {e}")))?
             {
-                let link = Path::new("/sys/class/net").join(&name).join("device/driver");
+                let link = Path::new("/sys/class/net")
+                    .join(&name)
+                    .join("device/driver");
                 let drv = std::fs::read_link(&link).ok();
-                if drv.as_deref().and_then(Path::file_name).is_some_and(|d| d == driver.as_str()) {
+                if drv
+                    .as_deref()
+                    .and_then(Path::file_name)
+                    .is_some_and(|d| d == driver.as_str())
+                {
                     // Order by the device path (PCI address), which is stable across boots.
-                    let dev = std::fs::read_link(Path::new("/sys/class/net").join(&name).join("device"))
-                        .unwrap_or_default();
+                    let dev =
+                        std::fs::read_link(Path::new("/sys/class/net").join(&name).join("device"))
+                            .unwrap_or_default();
                     matching.push((dev, name));
                 }
             }
@@ -91,7 +103,8 @@ pub fn resolve_port(spec: &PortSpec) -> Result<(String, u32), DataplaneError> {
                 .ok_or_else(|| err(format!("no interface #{index} driven by {driver}")))?
         }
     };
-    let ifindex = ifindex_of(&ifname).ok_or_else(|| err(format!("interface {ifname} not found")))?;
+    let ifindex =
+        ifindex_of(&ifname).ok_or_else(|| err(format!("interface {ifname} not found")))?;
     Ok((ifname, ifindex))
 }
 
@@ -112,13 +125,27 @@ impl Dataplane {
     /// Makes `PORTS` hold exactly these (ifindex, role) bindings. Done before attaching, so the program
     /// never sees one of our ports without its role.
     pub fn bind_ports(&mut self, ports: &[(u32, Role)]) -> Result<(), DataplaneError> {
-        let map_err = |source| DataplaneError::Map { name: names::PORTS, source };
+        let map_err = |source| DataplaneError::Map {
+            name: names::PORTS,
+            source,
+        };
         let m = &mut self.maps.ports;
         let wanted: BTreeSet<u32> = ports.iter().map(|(i, _)| *i).collect();
-        let stale: Vec<u32> =
-            m.keys().filter_map(Result::ok).filter(|i| !wanted.contains(i)).collect();
+        let stale: Vec<u32> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|i| !wanted.contains(i))
+            .collect();
         for (ifindex, role) in ports {
-            m.insert(ifindex, PortConf { role: *role as u32, flags: 0 }, 0).map_err(map_err)?;
+            m.insert(
+                ifindex,
+                PortConf {
+                    role: *role as u32,
+                    flags: 0,
+                },
+                0,
+            )
+            .map_err(map_err)?;
         }
         for i in stale {
             m.remove(&i).map_err(map_err)?;
@@ -151,19 +178,29 @@ impl Dataplane {
                     })?;
                 }
                 Err(e) => {
-                    return Err(DataplaneError::Link { path: path.clone(), source: Box::new(e) });
+                    return Err(DataplaneError::Link {
+                        path: path.clone(),
+                        source: Box::new(e),
+                    });
                 }
             }
         }
-        let program = |source| DataplaneError::Program { name: object::PROGRAM, source };
-        let id = prog.attach_to_if_index(ifindex, mode.aya()).map_err(program)?;
+        let program = |source| DataplaneError::Program {
+            name: object::PROGRAM,
+            source,
+        };
+        let id = prog
+            .attach_to_if_index(ifindex, mode.aya())
+            .map_err(program)?;
         let link = prog.take_link(id).map_err(program)?;
-        let fd_link = FdLink::try_from(link)
-            .map_err(|_| DataplaneError::NoBpfLink { port: port.to_owned() })?;
+        let fd_link = FdLink::try_from(link).map_err(|_| DataplaneError::NoBpfLink {
+            port: port.to_owned(),
+        })?;
         if let Some(path) = link_path {
-            fd_link
-                .pin(&path)
-                .map_err(|e| DataplaneError::Link { path: path.clone(), source: Box::new(e) })?;
+            fd_link.pin(&path).map_err(|e| DataplaneError::Link {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
         } else {
             // Unpinned (tests): keep the attachment for as long as the process lives.
             std::mem::forget(fd_link);

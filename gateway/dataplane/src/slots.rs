@@ -11,7 +11,9 @@ use std::{
 
 use aya::{
     Ebpf, Pod,
-    maps::{Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
+    maps::{
+        Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key,
+    },
 };
 use gateway_common::{
     keys::{self, Allow4Key, Allow6Key, V4Key, V6Key},
@@ -61,7 +63,9 @@ fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
     T::try_from(map).map_err(|source| DataplaneError::Map { name, source })
 }
 
@@ -135,9 +139,16 @@ pub struct SlotBook {
 
 impl SlotBook {
     pub fn new(fresh: bool) -> Self {
-        let initial =
-            if fresh { Contents::Known(Arc::new(MapImage::default())) } else { Contents::Unknown };
-        SlotBook { slots: [initial.clone(), initial], fresh, last_flip: None }
+        let initial = if fresh {
+            Contents::Known(Arc::new(MapImage::default()))
+        } else {
+            Contents::Unknown
+        };
+        SlotBook {
+            slots: [initial.clone(), initial],
+            fresh,
+            last_flip: None,
+        }
     }
 
     pub fn fresh(&self) -> bool {
@@ -172,7 +183,10 @@ impl crate::Dataplane {
     pub fn active(&self) -> Result<ActiveInfo, DataplaneError> {
         let m = &self.maps;
         let slot = (m.active.get(&0, 0).map_err(map_err(names::ACTIVE))? & 1) as u8;
-        let s = m.settings.get(&(slot as u32), 0).map_err(map_err(names::SETTINGS))?;
+        let s = m
+            .settings
+            .get(&(slot as u32), 0)
+            .map_err(map_err(names::SETTINGS))?;
         Ok(ActiveInfo {
             slot,
             loaded: s.loaded != 0,
@@ -198,15 +212,24 @@ impl crate::Dataplane {
         }
         let active = self.active()?;
         // Before any policy is loaded the program drops everything (`no_policy`); either slot will do.
-        let target = if active.loaded { active.slot ^ 1 } else { active.slot };
+        let target = if active.loaded {
+            active.slot ^ 1
+        } else {
+            active.slot
+        };
         let m = &mut self.maps;
         // The target slot is not read by the kernel, but mark it empty first so a crash half-way
         // leaves no slot that claims a policy it does not fully hold.
-        m.settings.set(target as u32, Settings::EMPTY, 0).map_err(map_err(names::SETTINGS))?;
+        m.settings
+            .set(target as u32, Settings::EMPTY, 0)
+            .map_err(map_err(names::SETTINGS))?;
 
+        // Until the write completes the slot's content is unknown: a failure half-way must make the
+        // next apply purge it rather than diff against what it held before.
+        let book = std::mem::replace(&mut self.slots.slots[target as usize], Contents::Unknown);
         let mut purged = 0;
-        let old = match &self.slots.slots[target as usize] {
-            Contents::Known(img) => img.clone(),
+        let old = match book {
+            Contents::Known(img) => img,
             Contents::Unknown => {
                 purged = purge_slot(m, target)?;
                 Arc::new(MapImage::default())
@@ -220,9 +243,13 @@ impl crate::Dataplane {
             generation,
             image_hash: image.hash(),
         };
-        m.settings.set(target as u32, settings, 0).map_err(map_err(names::SETTINGS))?;
+        m.settings
+            .set(target as u32, settings, 0)
+            .map_err(map_err(names::SETTINGS))?;
         // The switch.
-        m.active.set(0, target as u32, 0).map_err(map_err(names::ACTIVE))?;
+        m.active
+            .set(0, target as u32, 0)
+            .map_err(map_err(names::ACTIVE))?;
         self.slots.last_flip = Some(Instant::now());
         self.slots.slots[target as usize] = Contents::Known(image);
         Ok(ApplyReport {
@@ -242,12 +269,36 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
 
 fn check_capacity(image: &MapImage) -> Result<(), DataplaneError> {
     let checks: [(&'static str, usize, u32); 12] = [
-        (names::BLOCK4_EXACT, image.block4_exact.len(), names::BLOCK4_EXACT_PER_SLOT),
-        (names::BLOCK6_EXACT, image.block6_exact.len(), names::BLOCK6_EXACT_PER_SLOT),
-        (names::BLOCK4_LPM, image.block4_prefixes.len(), names::BLOCK4_LPM_PER_SLOT),
-        (names::BLOCK6_LPM, image.block6_prefixes.len(), names::BLOCK6_LPM_PER_SLOT),
-        (names::ISOLATED4, image.isolated4.len(), names::SMALL_PER_SLOT),
-        (names::ISOLATED6, image.isolated6.len(), names::SMALL_PER_SLOT),
+        (
+            names::BLOCK4_EXACT,
+            image.block4_exact.len(),
+            names::BLOCK4_EXACT_PER_SLOT,
+        ),
+        (
+            names::BLOCK6_EXACT,
+            image.block6_exact.len(),
+            names::BLOCK6_EXACT_PER_SLOT,
+        ),
+        (
+            names::BLOCK4_LPM,
+            image.block4_prefixes.len(),
+            names::BLOCK4_LPM_PER_SLOT,
+        ),
+        (
+            names::BLOCK6_LPM,
+            image.block6_prefixes.len(),
+            names::BLOCK6_LPM_PER_SLOT,
+        ),
+        (
+            names::ISOLATED4,
+            image.isolated4.len(),
+            names::SMALL_PER_SLOT,
+        ),
+        (
+            names::ISOLATED6,
+            image.isolated6.len(),
+            names::SMALL_PER_SLOT,
+        ),
         (names::SHARED4, image.shared4.len(), names::SMALL_PER_SLOT),
         (names::SHARED6, image.shared6.len(), names::SMALL_PER_SLOT),
         (names::GOVNET4, image.govnet4.len(), names::SMALL_PER_SLOT),
@@ -257,7 +308,11 @@ fn check_capacity(image: &MapImage) -> Result<(), DataplaneError> {
     ];
     for (map, needed, capacity) in checks {
         if needed > capacity as usize {
-            return Err(DataplaneError::Capacity { map, needed, capacity });
+            return Err(DataplaneError::Capacity {
+                map,
+                needed,
+                capacity,
+            });
         }
     }
     Ok(())
@@ -342,7 +397,9 @@ fn sync_hash<'a, K: Ord + 'a, V: PartialEq + 'a, MK: Pod, MV: Pod>(
         Ok(())
     })?;
     let fd = map.map().fd().as_fd();
-    let syscall = |call: &'static str| move |io_error| MapError::SyscallError(aya::sys::SyscallError { call, io_error });
+    let syscall = |call: &'static str| {
+        move |io_error| MapError::SyscallError(aya::sys::SyscallError { call, io_error })
+    };
     crate::batch::delete(fd, &del_keys).map_err(syscall("bpf_map_delete_batch"))?;
     crate::batch::update(fd, &put_keys, &put_values).map_err(syscall("bpf_map_update_batch"))
 }
@@ -363,14 +420,23 @@ fn sync_lpm<'a, K: Ord + 'a, V: PartialEq + 'a, MK: Pod, MV: Pod>(
 }
 
 fn net4_key(slot: u8, n: &Ipv4Net) -> Key<V4Key> {
-    Key::new(keys::addr_prefix_len(n.prefix_len()), keys::v4_key(slot, n.network().octets()))
+    Key::new(
+        keys::addr_prefix_len(n.prefix_len()),
+        keys::v4_key(slot, n.network().octets()),
+    )
 }
 
 fn net6_key(slot: u8, n: &Ipv6Net) -> Key<V6Key> {
-    Key::new(keys::addr_prefix_len(n.prefix_len()), keys::v6_key(slot, n.network().octets()))
+    Key::new(
+        keys::addr_prefix_len(n.prefix_len()),
+        keys::v6_key(slot, n.network().octets()),
+    )
 }
 
-#[allow(clippy::ptr_arg, reason = "called as Fn(&V) with V = Vec<PortRule>, the image's value type")]
+#[allow(
+    clippy::ptr_arg,
+    reason = "called as Fn(&V) with V = Vec<PortRule>, the image's value type"
+)]
 fn allow_value(rules: &Vec<PortRule>) -> AllowSet {
     let mut set = AllowSet::EMPTY;
     let n = rules.len().min(MAX_ALLOW_RULES);
@@ -400,17 +466,33 @@ fn write_diff(
     // the LPM tries entry by entry: the two are independent, and a box has at least two cores.
     let (exact_maps, lpm_maps) = (&m.exact, &mut m.lpm);
     let exact = |c: &mut Counts| -> Result<(), DataplaneError> {
-        sync_hash(&exact_maps.block4, &old.block4_exact, &new.block4_exact, c, |a| keys::v4_key(slot, a.octets()), copy)
-            .map_err(e(names::BLOCK4_EXACT))?;
-        sync_hash(&exact_maps.block6, &old.block6_exact, &new.block6_exact, c, |a| keys::v6_key(slot, a.octets()), copy)
-            .map_err(e(names::BLOCK6_EXACT))
+        sync_hash(
+            &exact_maps.block4,
+            &old.block4_exact,
+            &new.block4_exact,
+            c,
+            |a| keys::v4_key(slot, a.octets()),
+            copy,
+        )
+        .map_err(e(names::BLOCK4_EXACT))?;
+        sync_hash(
+            &exact_maps.block6,
+            &old.block6_exact,
+            &new.block6_exact,
+            c,
+            |a| keys::v6_key(slot, a.octets()),
+            copy,
+        )
+        .map_err(e(names::BLOCK6_EXACT))
     };
     let mut c = Counts::default();
     let mut exact_counts = Counts::default();
     std::thread::scope(|s| -> Result<(), DataplaneError> {
         let exact_thread = s.spawn(|| exact(&mut exact_counts));
         let lpm_result = write_lpms(lpm_maps, slot, old, new, &mut c);
-        let exact_result = exact_thread.join().unwrap_or_else(|_| Err(DataplaneError::WriterPanicked));
+        let exact_result = exact_thread
+            .join()
+            .unwrap_or_else(|_| Err(DataplaneError::WriterPanicked));
         lpm_result.and(exact_result)
     })?;
     c.written += exact_counts.written;
@@ -430,28 +512,76 @@ fn write_lpms(
     let copy = |v: &u32| *v;
     let k4 = |n: &Ipv4Net| net4_key(slot, n);
     let k6 = |n: &Ipv6Net| net6_key(slot, n);
-    sync_lpm(&mut m.block4, &old.block4_prefixes, &new.block4_prefixes, c, k4, copy)
-        .map_err(e(names::BLOCK4_LPM))?;
-    sync_lpm(&mut m.block6, &old.block6_prefixes, &new.block6_prefixes, c, k6, copy)
-        .map_err(e(names::BLOCK6_LPM))?;
-    sync_lpm(&mut m.isolated4, as_map(&old.isolated4), as_map(&new.isolated4), c, k4, copy)
-        .map_err(e(names::ISOLATED4))?;
-    sync_lpm(&mut m.isolated6, as_map(&old.isolated6), as_map(&new.isolated6), c, k6, copy)
-        .map_err(e(names::ISOLATED6))?;
+    sync_lpm(
+        &mut m.block4,
+        &old.block4_prefixes,
+        &new.block4_prefixes,
+        c,
+        k4,
+        copy,
+    )
+    .map_err(e(names::BLOCK4_LPM))?;
+    sync_lpm(
+        &mut m.block6,
+        &old.block6_prefixes,
+        &new.block6_prefixes,
+        c,
+        k6,
+        copy,
+    )
+    .map_err(e(names::BLOCK6_LPM))?;
+    sync_lpm(
+        &mut m.isolated4,
+        as_map(&old.isolated4),
+        as_map(&new.isolated4),
+        c,
+        k4,
+        copy,
+    )
+    .map_err(e(names::ISOLATED4))?;
+    sync_lpm(
+        &mut m.isolated6,
+        as_map(&old.isolated6),
+        as_map(&new.isolated6),
+        c,
+        k6,
+        copy,
+    )
+    .map_err(e(names::ISOLATED6))?;
     sync_lpm(&mut m.shared4, &old.shared4, &new.shared4, c, k4, copy).map_err(e(names::SHARED4))?;
     sync_lpm(&mut m.shared6, &old.shared6, &new.shared6, c, k6, copy).map_err(e(names::SHARED6))?;
     sync_lpm(&mut m.govnet4, &old.govnet4, &new.govnet4, c, k4, copy).map_err(e(names::GOVNET4))?;
     sync_lpm(&mut m.govnet6, &old.govnet6, &new.govnet6, c, k6, copy).map_err(e(names::GOVNET6))?;
     let allow4_key = |(sys, n): &(u32, Ipv4Net)| {
-        Key::new(keys::allow_prefix_len(n.prefix_len()), keys::allow4_key(slot, *sys, n.network().octets()))
+        Key::new(
+            keys::allow_prefix_len(n.prefix_len()),
+            keys::allow4_key(slot, *sys, n.network().octets()),
+        )
     };
     let allow6_key = |(sys, n): &(u32, Ipv6Net)| {
-        Key::new(keys::allow_prefix_len(n.prefix_len()), keys::allow6_key(slot, *sys, n.network().octets()))
+        Key::new(
+            keys::allow_prefix_len(n.prefix_len()),
+            keys::allow6_key(slot, *sys, n.network().octets()),
+        )
     };
-    sync_lpm(&mut m.allow4, &old.allow4, &new.allow4, c, allow4_key, allow_value)
-        .map_err(e(names::ALLOW4))?;
-    sync_lpm(&mut m.allow6, &old.allow6, &new.allow6, c, allow6_key, allow_value)
-        .map_err(e(names::ALLOW6))?;
+    sync_lpm(
+        &mut m.allow4,
+        &old.allow4,
+        &new.allow4,
+        c,
+        allow4_key,
+        allow_value,
+    )
+    .map_err(e(names::ALLOW4))?;
+    sync_lpm(
+        &mut m.allow6,
+        &old.allow6,
+        &new.allow6,
+        c,
+        allow6_key,
+        allow_value,
+    )
+    .map_err(e(names::ALLOW6))?;
     Ok(())
 }
 
@@ -478,8 +608,10 @@ fn purge_hash<const N: usize, V: Pod>(
     map: &mut HashMap<MapData, [u8; N], V>,
     slot: u8,
 ) -> Result<usize, MapError> {
-    let doomed: Vec<[u8; N]> =
-        map.keys().filter(|k| !matches!(k, Ok(k) if k[0] != slot)).collect::<Result<_, _>>()?;
+    let doomed: Vec<[u8; N]> = map
+        .keys()
+        .filter(|k| !matches!(k, Ok(k) if k[0] != slot))
+        .collect::<Result<_, _>>()?;
     for k in &doomed {
         map.remove(k)?;
     }

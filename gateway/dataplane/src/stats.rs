@@ -18,14 +18,23 @@ impl Dataplane {
         let mut rows = Vec::with_capacity(names::STATS_LEN as usize);
         for row in 0..Role::STATS_ROWS {
             for reason in Reason::ALL {
-                let per_cpu = self
-                    .maps
-                    .stats
-                    .get(&stats_index(row, reason), 0)
-                    .map_err(|source| DataplaneError::Map { name: names::STATS, source })?;
-                let (packets, bytes) =
-                    per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-                rows.push(CounterRow { role: Role::row_name(row), reason, packets, bytes });
+                let per_cpu =
+                    self.maps
+                        .stats
+                        .get(&stats_index(row, reason), 0)
+                        .map_err(|source| DataplaneError::Map {
+                            name: names::STATS,
+                            source,
+                        })?;
+                let (packets, bytes) = per_cpu
+                    .iter()
+                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+                rows.push(CounterRow {
+                    role: Role::row_name(row),
+                    reason,
+                    packets,
+                    bytes,
+                });
             }
         }
         Ok(rows)

@@ -72,7 +72,12 @@ fn xdp_md(frame_len: usize, ingress_ifindex: u32) -> [u32; 6] {
 impl Runner {
     /// Runs `frame` `repeat` times as if it arrived on `ingress_ifindex`; returns the XDP action and
     /// the kernel's average time per run.
-    pub fn run(&self, ingress_ifindex: u32, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DataplaneError> {
+    pub fn run(
+        &self,
+        ingress_ifindex: u32,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), DataplaneError> {
         let ctx = xdp_md(frame.len(), ingress_ifindex);
         let mut attr = TestRunAttr {
             prog_fd: self.prog.as_raw_fd() as u32,
@@ -118,12 +123,21 @@ impl Dataplane {
 
     /// Runs one frame and reports the action and the reason the program counted (found as the one
     /// counter that moved; nothing else may run this program meanwhile).
-    pub fn run_frame(&self, runner: &Runner, ingress_ifindex: u32, frame: &[u8]) -> Result<RunOutcome, DataplaneError> {
+    pub fn run_frame(
+        &self,
+        runner: &Runner,
+        ingress_ifindex: u32,
+        frame: &[u8],
+    ) -> Result<RunOutcome, DataplaneError> {
         let before = self.counters()?;
         let (action, _) = runner.run(ingress_ifindex, frame, 1)?;
         let after = self.counters()?;
-        let moved: Vec<_> =
-            before.iter().zip(&after).filter(|(b, a)| a.packets != b.packets).map(|(_, a)| a).collect();
+        let moved: Vec<_> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.packets != b.packets)
+            .map(|(_, a)| a)
+            .collect();
         let [counted] = moved.as_slice() else {
             return Err(DataplaneError::CountersMoved(moved.len()));
         };
@@ -134,6 +148,10 @@ impl Dataplane {
         if action != expected {
             return Err(DataplaneError::UnexpectedAction(action));
         }
-        Ok(RunOutcome { action, reason: counted.reason, row: counted.role })
+        Ok(RunOutcome {
+            action,
+            reason: counted.reason,
+            row: counted.role,
+        })
     }
 }

@@ -393,20 +393,7 @@ impl Validator<'_, '_> {
     }
 
     fn name(&self, name: &Spanned<String>, field: &str) -> Result<(), PolicyError> {
-        let n = name.get_ref();
-        let ok = !n.is_empty()
-            && n.len() <= 64
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if ok {
-            Ok(())
-        } else {
-            Err(self.err(
-                &name.span(),
-                field,
-                format!("{n:?} is not a name (1-64 of A-Z a-z 0-9 - _ .)"),
-            ))
-        }
+        crate::profile::check_name(self.src, name, field)
     }
 
     /// A prefix written in the policy: must be an exact network.

@@ -245,7 +245,9 @@ pub fn parse_role(word: &str) -> Option<Role> {
     Role::ALL.into_iter().find(|r| r.as_str() == word)
 }
 
-fn check_name(
+/// Names of ports, systems, feeds, host classes: 1–64 of `A-Z a-z 0-9 - _ .` (they appear in metrics
+/// labels, file names and CLI output). Shared by the profile and the policy parsers.
+pub(crate) fn check_name(
     src: &SourceText<'_>,
     name: &Spanned<String>,
     field: &str,

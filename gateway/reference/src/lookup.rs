@@ -14,12 +14,16 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 /// The first `Some` of `probe(addr/len)` for `len` = 32 down to 0.
 pub fn longest4<T>(addr: Ipv4Addr, probe: impl Fn(&Ipv4Net) -> Option<T>) -> Option<T> {
-    (0..=32u8).rev().find_map(|len| probe(&Ipv4Net::new_assert(addr, len).trunc()))
+    (0..=32u8)
+        .rev()
+        .find_map(|len| probe(&Ipv4Net::new_assert(addr, len).trunc()))
 }
 
 /// The first `Some` of `probe(addr/len)` for `len` = 128 down to 0.
 pub fn longest6<T>(addr: Ipv6Addr, probe: impl Fn(&Ipv6Net) -> Option<T>) -> Option<T> {
-    (0..=128u8).rev().find_map(|len| probe(&Ipv6Net::new_assert(addr, len).trunc()))
+    (0..=128u8)
+        .rev()
+        .find_map(|len| probe(&Ipv6Net::new_assert(addr, len).trunc()))
 }
 
 /// The feed that blocks `addr`: its exact entry, else the longest blocked prefix containing it.
@@ -95,7 +99,8 @@ mod tests {
         i.block4_exact.insert("192.0.2.7".parse().expect("addr"), 0);
         i.block4_prefixes.insert(n4("198.51.100.0/24"), 1);
         i.block4_prefixes.insert(n4("0.0.0.0/0"), 2);
-        i.block6_exact.insert("2001:db8::7".parse().expect("addr"), 0);
+        i.block6_exact
+            .insert("2001:db8::7".parse().expect("addr"), 0);
         i.block6_prefixes.insert(n6("2001:db8:bad::/48"), 1);
         i.isolated4.insert(n4("10.0.0.16/28"));
         i.isolated6.insert(n6("fd00::10/124"));
@@ -107,12 +112,21 @@ mod tests {
         i.govnet4.insert(n4("10.20.0.0/16"), GOVNET_SHARED);
         i.govnet4.insert(n4("10.0.0.0/8"), GOVNET_DEDICATED);
         i.govnet6.insert(n6("fd20::/32"), GOVNET_SHARED);
-        i.allow4.insert((1, n4("10.0.0.0/24")), vec![PortRule::new(IPPROTO_TCP, 443, 443)]);
+        i.allow4.insert(
+            (1, n4("10.0.0.0/24")),
+            vec![PortRule::new(IPPROTO_TCP, 443, 443)],
+        );
         i.allow4.insert(
             (1, n4("10.0.0.5/32")),
-            vec![PortRule::new(IPPROTO_TCP, 443, 443), PortRule::new(IPPROTO_UDP, 53, 53)],
+            vec![
+                PortRule::new(IPPROTO_TCP, 443, 443),
+                PortRule::new(IPPROTO_UDP, 53, 53),
+            ],
         );
-        i.allow6.insert((0, n6("fd00::/64")), vec![PortRule::new(IPPROTO_TCP, 22, 22)]);
+        i.allow6.insert(
+            (0, n6("fd00::/64")),
+            vec![PortRule::new(IPPROTO_TCP, 22, 22)],
+        );
         i
     }
 
@@ -164,7 +178,11 @@ mod tests {
         assert_eq!(allow(&i, 1, a4("10.0.0.5")).map(<[_]>::len), Some(2));
         assert_eq!(allow(&i, 1, a4("10.0.0.6")).map(<[_]>::len), Some(1));
         assert_eq!(allow(&i, 1, a4("10.0.1.6")), None);
-        assert_eq!(allow(&i, 0, a4("10.0.0.5")), None, "another system's entries never match");
+        assert_eq!(
+            allow(&i, 0, a4("10.0.0.5")),
+            None,
+            "another system's entries never match"
+        );
         assert_eq!(allow(&i, 0, a6("fd00::99")).map(<[_]>::len), Some(1));
         assert_eq!(allow(&i, 1, a6("fd00::99")), None);
     }

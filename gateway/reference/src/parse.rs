@@ -138,7 +138,14 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
     }
     let l4 = &ip[usize::from(pkt.header_len())..usize::from(pkt.total_len())];
     let (sport, dport) = parse_l4(proto, l4, IPPROTO_ICMP)?;
-    Ok(Packet { src, dst, proto, sport, dport, fragment: false })
+    Ok(Packet {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        fragment: false,
+    })
 }
 
 fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
@@ -182,11 +189,25 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
         }
     }
     let (sport, dport) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
-    Ok(Packet { src, dst, proto: next, sport, dport, fragment: false })
+    Ok(Packet {
+        src,
+        dst,
+        proto: next,
+        sport,
+        dport,
+        fragment: false,
+    })
 }
 
 fn non_first_fragment(src: IpAddr, dst: IpAddr, proto: u8) -> Packet {
-    Packet { src, dst, proto, sport: None, dport: None, fragment: true }
+    Packet {
+        src,
+        dst,
+        proto,
+        sport: None,
+        dport: None,
+        fragment: true,
+    }
 }
 
 /// Checks the L4 header in `l4` (the region up to the end of the IP payload) and returns the ports.
@@ -237,9 +258,15 @@ mod tests {
     fn non_ip_passes() {
         assert_eq!(parse(&eth(&[], 0x0806, &[0u8; 28])), Parsed::NonIp);
         assert_eq!(parse(&eth(&[], 0x88CC, &[0u8; 20])), Parsed::NonIp);
-        assert_eq!(parse(&eth(&[(0x8100, 5)], 0x0806, &[0u8; 28])), Parsed::NonIp);
+        assert_eq!(
+            parse(&eth(&[(0x8100, 5)], 0x0806, &[0u8; 28])),
+            Parsed::NonIp
+        );
         // A VLAN-tagged frame whose inner ethertype is not IP.
-        assert_eq!(parse(&eth(&[(0x88A8, 5), (0x8100, 6)], 0x1234, &[])), Parsed::NonIp);
+        assert_eq!(
+            parse(&eth(&[(0x88A8, 5), (0x8100, 6)], 0x1234, &[])),
+            Parsed::NonIp
+        );
     }
 
     #[test]
@@ -253,7 +280,11 @@ mod tests {
             &[(0x8100, 10), (0x8100, 20)],
         ] {
             let p = ip(parse(&eth(tags, ETH_P_IP, &l3)));
-            assert_eq!((p.proto, p.dport), (IPPROTO_TCP, Some(443)), "tags {tags:?}");
+            assert_eq!(
+                (p.proto, p.dport),
+                (IPPROTO_TCP, Some(443)),
+                "tags {tags:?}"
+            );
         }
         // A third tag.
         let three = eth(&[(0x8100, 1), (0x8100, 2), (0x8100, 3)], ETH_P_IP, &l3);
@@ -285,9 +316,17 @@ mod tests {
                 fragment: false
             }
         );
-        let p = ip(parse(&eth(&[], ETH_P_IP, &v4(C4, S4, IPPROTO_UDP, &udp(53, 5353, 0)))));
+        let p = ip(parse(&eth(
+            &[],
+            ETH_P_IP,
+            &v4(C4, S4, IPPROTO_UDP, &udp(53, 5353, 0)),
+        )));
         assert_eq!((p.sport, p.dport), (Some(53), Some(5353)));
-        let p = ip(parse(&eth(&[], ETH_P_IP, &v4(C4, S4, IPPROTO_ICMP, &[8, 0, 0, 0]))));
+        let p = ip(parse(&eth(
+            &[],
+            ETH_P_IP,
+            &v4(C4, S4, IPPROTO_ICMP, &[8, 0, 0, 0]),
+        )));
         assert_eq!((p.proto, p.sport, p.dport), (IPPROTO_ICMP, None, None));
         let p = ip(parse(&eth(&[], ETH_P_IP, &v4(C4, S4, 47, &[]))));
         assert_eq!((p.proto, p.sport, p.dport), (47, None, None));
@@ -366,7 +405,10 @@ mod tests {
             let mut nf = v4(C4, S4, IPPROTO_TCP, &[0xee]);
             set_v4_frag(&mut nf, more, 185);
             let p = ip(parse(&eth(&[], ETH_P_IP, &nf)));
-            assert_eq!((p.fragment, p.proto, p.sport, p.dport), (true, IPPROTO_TCP, None, None));
+            assert_eq!(
+                (p.fragment, p.proto, p.sport, p.dport),
+                (true, IPPROTO_TCP, None, None)
+            );
         }
         // DF alone is not a fragment.
         let mut df = v4_tcp(C4, S4, 1000, 443);
@@ -394,7 +436,11 @@ mod tests {
     fn udp_and_icmp_checks() {
         let f = |proto, seg: &[u8]| parse(&eth(&[], ETH_P_IP, &v4(C4, S4, proto, seg)));
         for n in 0..8 {
-            assert_eq!(f(IPPROTO_UDP, &udp(1, 2, 0)[..n]), Parsed::Malformed, "{n} bytes");
+            assert_eq!(
+                f(IPPROTO_UDP, &udp(1, 2, 0)[..n]),
+                Parsed::Malformed,
+                "{n} bytes"
+            );
         }
         // A bogus UDP length field is not the data path's business (smoltcp would refuse it).
         let mut bogus = udp(1, 2, 0);
@@ -411,7 +457,11 @@ mod tests {
 
     #[test]
     fn ipv6_basic() {
-        let p = ip(parse(&eth(&[], ETH_P_IPV6, &v6(C6, S6, IPPROTO_TCP, &tcp(1000, 443, 5, 0)))));
+        let p = ip(parse(&eth(
+            &[],
+            ETH_P_IPV6,
+            &v6(C6, S6, IPPROTO_TCP, &tcp(1000, 443, 5, 0)),
+        )));
         assert_eq!(
             p,
             Packet {
@@ -464,27 +514,57 @@ mod tests {
     #[test]
     fn ipv6_extension_headers() {
         let seg = tcp(1000, 443, 5, 0);
-        let chain = |exts: &[Ext]| parse(&eth(&[], ETH_P_IPV6, &v6_ext(C6, S6, exts, IPPROTO_TCP, &seg)));
+        let chain = |exts: &[Ext]| {
+            parse(&eth(
+                &[],
+                ETH_P_IPV6,
+                &v6_ext(C6, S6, exts, IPPROTO_TCP, &seg),
+            ))
+        };
         let hbh = Ext::Opts(IPV6_HOP_BY_HOP, 0);
         let rt = Ext::Opts(IPV6_ROUTING, 1);
         let dst = Ext::Opts(IPV6_DEST_OPTS, 2);
         let frag0 = Ext::Frag(0, true);
         let p = ip(chain(&[hbh, rt, dst, frag0, dst]));
-        assert_eq!((p.proto, p.dport, p.fragment), (IPPROTO_TCP, Some(443), false));
+        assert_eq!(
+            (p.proto, p.dport, p.fragment),
+            (IPPROTO_TCP, Some(443), false)
+        );
         // Six headers are fine, a seventh is malformed.
-        assert!(matches!(chain(&[hbh, dst, dst, dst, dst, dst]), Parsed::Ip(_)));
-        assert_eq!(chain(&[hbh, dst, dst, dst, dst, dst, dst]), Parsed::Malformed);
-        assert_eq!(chain(&[hbh, dst, dst, dst, dst, dst, frag0]), Parsed::Malformed);
-        assert_eq!(chain(&[hbh, dst, dst, dst, dst, dst, Ext::Frag(3, false)]), Parsed::Malformed);
+        assert!(matches!(
+            chain(&[hbh, dst, dst, dst, dst, dst]),
+            Parsed::Ip(_)
+        ));
+        assert_eq!(
+            chain(&[hbh, dst, dst, dst, dst, dst, dst]),
+            Parsed::Malformed
+        );
+        assert_eq!(
+            chain(&[hbh, dst, dst, dst, dst, dst, frag0]),
+            Parsed::Malformed
+        );
+        assert_eq!(
+            chain(&[hbh, dst, dst, dst, dst, dst, Ext::Frag(3, false)]),
+            Parsed::Malformed
+        );
         // A non-first fragment as the sixth header stops the walk before the count is exceeded.
         let p = ip(chain(&[hbh, dst, dst, dst, dst, Ext::Frag(3, false)]));
-        assert_eq!((p.proto, p.sport, p.dport, p.fragment), (IPPROTO_TCP, None, None, true));
+        assert_eq!(
+            (p.proto, p.sport, p.dport, p.fragment),
+            (IPPROTO_TCP, None, None, true)
+        );
     }
 
     #[test]
     fn ipv6_extension_header_lengths() {
         // Options header claiming more than the region holds.
-        let mut l3 = v6_ext(C6, S6, &[Ext::Opts(IPV6_DEST_OPTS, 0)], IPPROTO_UDP, &udp(1, 2, 0));
+        let mut l3 = v6_ext(
+            C6,
+            S6,
+            &[Ext::Opts(IPV6_DEST_OPTS, 0)],
+            IPPROTO_UDP,
+            &udp(1, 2, 0),
+        );
         l3[40 + 1] = 3; // 32 bytes claimed, 16 present
         assert_eq!(parse(&eth(&[], ETH_P_IPV6, &l3)), Parsed::Malformed);
         l3[40 + 1] = 1; // 16 bytes claimed: the header swallows the UDP header, leaving 0 bytes.
@@ -494,7 +574,11 @@ mod tests {
             for len in 1..8u16 {
                 let mut l3 = v6(C6, S6, kind, &[59, 0, 0, 0, 0, 0, 0, 0]);
                 l3[4..6].copy_from_slice(&len.to_be_bytes());
-                assert_eq!(parse(&eth(&[], ETH_P_IPV6, &l3)), Parsed::Malformed, "{kind} {len}");
+                assert_eq!(
+                    parse(&eth(&[], ETH_P_IPV6, &l3)),
+                    Parsed::Malformed,
+                    "{kind} {len}"
+                );
             }
             let l3 = v6(C6, S6, kind, &[59, 0, 0, 0, 0, 0, 0, 0]);
             let p = ip(parse(&eth(&[], ETH_P_IPV6, &l3)));
@@ -517,9 +601,18 @@ mod tests {
         let l3 = v6_ext(C6, S6, &[Ext::Frag(0, true)], IPPROTO_TCP, &seg[..10]);
         assert_eq!(parse(&eth(&[], ETH_P_IPV6, &l3)), Parsed::Malformed);
         // Non-first fragment: protocol from its next header, no L4 check.
-        let l3 = v6_ext(C6, S6, &[Ext::Opts(IPV6_HOP_BY_HOP, 0), Ext::Frag(100, true)], IPPROTO_UDP, &[1]);
+        let l3 = v6_ext(
+            C6,
+            S6,
+            &[Ext::Opts(IPV6_HOP_BY_HOP, 0), Ext::Frag(100, true)],
+            IPPROTO_UDP,
+            &[1],
+        );
         let p = ip(parse(&eth(&[], ETH_P_IPV6, &l3)));
-        assert_eq!((p.proto, p.sport, p.dport, p.fragment), (IPPROTO_UDP, None, None, true));
+        assert_eq!(
+            (p.proto, p.sport, p.dport, p.fragment),
+            (IPPROTO_UDP, None, None, true)
+        );
         // A non-first fragment whose next header is another extension header: that is its protocol.
         let l3 = v6_ext(C6, S6, &[Ext::Frag(1, false)], IPV6_DEST_OPTS, &[]);
         let p = ip(parse(&eth(&[], ETH_P_IPV6, &l3)));

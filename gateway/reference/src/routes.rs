@@ -44,7 +44,11 @@ pub struct StaticRoutes {
 impl StaticRoutes {
     /// An empty table: every destination gets `default`.
     pub fn new(default: Egress) -> Self {
-        StaticRoutes { v4: BTreeMap::new(), v6: BTreeMap::new(), default }
+        StaticRoutes {
+            v4: BTreeMap::new(),
+            v6: BTreeMap::new(),
+            default,
+        }
     }
 
     /// Adds (or replaces) the route for `net` (host bits are ignored), builder style.
@@ -169,8 +173,14 @@ mod tests {
     #[test]
     fn default_route_prefix_overrides_default() {
         let r = StaticRoutes::new(Egress::Unroutable)
-            .route(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0), Egress::Port(9))
-            .route(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0), Egress::Port(8));
+            .route(
+                Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0),
+                Egress::Port(9),
+            )
+            .route(
+                Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0),
+                Egress::Port(8),
+            );
         assert_eq!(r.lookup(ip("198.51.100.1")), Egress::Port(9));
         assert_eq!(r.lookup(ip("2001:db8::1")), Egress::Port(8));
     }
@@ -178,7 +188,10 @@ mod tests {
     #[test]
     fn closures_are_oracles() {
         let oracle = |ingress: u32, _src: IpAddr, _dst: IpAddr| Egress::Port(ingress + 1);
-        assert_eq!(oracle.egress(4, ip("10.0.0.1"), ip("10.0.0.2")), Egress::Port(5));
+        assert_eq!(
+            oracle.egress(4, ip("10.0.0.1"), ip("10.0.0.2")),
+            Egress::Port(5)
+        );
     }
 
     #[test]

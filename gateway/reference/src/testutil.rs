@@ -42,7 +42,12 @@ pub fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn v4_tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
-    v4(src, dst, gateway_common::maps::IPPROTO_TCP, &tcp(sport, dport, 5, 0))
+    v4(
+        src,
+        dst,
+        gateway_common::maps::IPPROTO_TCP,
+        &tcp(sport, dport, 5, 0),
+    )
 }
 
 /// Sets the MF flag and the fragment offset (8-byte units) of an IPv4 header.

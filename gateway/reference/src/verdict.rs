@@ -55,7 +55,13 @@ pub fn evaluate(
     if pkt.fragment && image.settings_flags & SETTING_DROP_FRAGMENTS != 0 {
         return Reason::Fragment;
     }
-    let judge = Judge { image, ports, routes, ingress_ifindex, pkt };
+    let judge = Judge {
+        image,
+        ports,
+        routes,
+        ingress_ifindex,
+        pkt,
+    };
     match role {
         Role::Lan => judge.lan(),
         Role::Dedicated => judge.dedicated(),
@@ -66,7 +72,9 @@ pub fn evaluate(
 /// The per-CPU stats cell a packet is counted in (+1 packet, +frame length bytes): the ingress role's
 /// row, or `Role::UNKNOWN_ROW` for a port missing from the port map, and the reason's column.
 pub fn stats_index(ports: &Ports, ingress_ifindex: u32, reason: Reason) -> u32 {
-    let row = ports.role(ingress_ifindex).map_or(Role::UNKNOWN_ROW, |r| r as u32);
+    let row = ports
+        .role(ingress_ifindex)
+        .map_or(Role::UNKNOWN_ROW, |r| r as u32);
     stats_cell(row, reason)
 }
 
@@ -81,7 +89,8 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     fn route(&self) -> Egress {
-        self.routes.egress(self.ingress_ifindex, self.pkt.src, self.pkt.dst)
+        self.routes
+            .egress(self.ingress_ifindex, self.pkt.src, self.pkt.dst)
     }
 
     fn egress_role(&self) -> Option<Role> {
@@ -130,7 +139,11 @@ impl Judge<'_> {
         //    or be link-scope control traffic for the gateway itself (a router never forwards it).
         if !self.in_govnet(self.pkt.src) {
             let link_scope = matches!(self.pkt.src, IpAddr::V6(a) if a.is_unspecified() || a.is_unicast_link_local());
-            return if link_scope && self.route() == Egress::Local { Reason::Pass } else { Reason::DedicatedForeign };
+            return if link_scope && self.route() == Egress::Local {
+                Reason::Pass
+            } else {
+                Reason::DedicatedForeign
+            };
         }
         // 2. Only to the gateway itself or towards the lan.
         let egress = self.route();
@@ -151,7 +164,11 @@ impl Judge<'_> {
             return Reason::Spoofed;
         }
         // 3. Never straight into the dedicated network.
-        if self.egress_role() == Some(Role::Dedicated) { Reason::CrossNetwork } else { Reason::Pass }
+        if self.egress_role() == Some(Role::Dedicated) {
+            Reason::CrossNetwork
+        } else {
+            Reason::Pass
+        }
     }
 }
 
@@ -197,7 +214,10 @@ mod tests {
     }
 
     fn ports() -> Ports {
-        Ports::new().with(LAN, Role::Lan).with(DED, Role::Dedicated).with(INET, Role::Internet)
+        Ports::new()
+            .with(LAN, Role::Lan)
+            .with(DED, Role::Dedicated)
+            .with(INET, Role::Internet)
     }
 
     fn routes() -> StaticRoutes {
@@ -241,9 +261,14 @@ mod tests {
         let udp53 = PortRule::new(IPPROTO_UDP, 53, 53);
         let icmp = PortRule::new(IPPROTO_ICMP, 0, 0);
         i.allow4.insert((0, n4("10.0.0.0/24")), vec![tcp443]);
-        i.allow4.insert((0, n4("10.0.0.5/32")), vec![tcp443, udp53, icmp]);
-        i.allow4.insert((1, n4("10.0.0.0/24")), vec![PortRule::new(0, 0, u16::MAX)]);
-        i.allow6.insert((0, n6("fd00::/64")), vec![tcp443, PortRule::new(IPPROTO_ICMPV6, 0, 0)]);
+        i.allow4
+            .insert((0, n4("10.0.0.5/32")), vec![tcp443, udp53, icmp]);
+        i.allow4
+            .insert((1, n4("10.0.0.0/24")), vec![PortRule::new(0, 0, u16::MAX)]);
+        i.allow6.insert(
+            (0, n6("fd00::/64")),
+            vec![tcp443, PortRule::new(IPPROTO_ICMPV6, 0, 0)],
+        );
         i
     }
 
@@ -259,10 +284,18 @@ mod tests {
         eth(&[], ETH_P_IP, &v4_tcp(src, dst, 40000, dport))
     }
     fn udp4(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-        eth(&[], ETH_P_IP, &v4(src, dst, IPPROTO_UDP, &udp(40000, dport, 4)))
+        eth(
+            &[],
+            ETH_P_IP,
+            &v4(src, dst, IPPROTO_UDP, &udp(40000, dport, 4)),
+        )
     }
     fn icmp4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-        eth(&[], ETH_P_IP, &v4(src, dst, IPPROTO_ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]))
+        eth(
+            &[],
+            ETH_P_IP,
+            &v4(src, dst, IPPROTO_ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]),
+        )
     }
     fn frag4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> Vec<u8> {
         let mut l3 = v4(src, dst, proto, &[0; 16]);
@@ -270,7 +303,11 @@ mod tests {
         eth(&[], ETH_P_IP, &l3)
     }
     fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, dport: u16) -> Vec<u8> {
-        eth(&[], ETH_P_IPV6, &v6(src, dst, IPPROTO_TCP, &tcp(40000, dport, 5, 0)))
+        eth(
+            &[],
+            ETH_P_IPV6,
+            &v6(src, dst, IPPROTO_TCP, &tcp(40000, dport, 5, 0)),
+        )
     }
 
     #[test]
@@ -284,7 +321,11 @@ mod tests {
     #[test]
     fn no_policy_before_parsing() {
         for ingress in [LAN, DED, INET] {
-            for frame in [tcp4(C4, INET4, 443), vec![0u8; 5], eth(&[], 0x0806, &[0; 28])] {
+            for frame in [
+                tcp4(C4, INET4, 443),
+                vec![0u8; 5],
+                eth(&[], 0x0806, &[0; 28]),
+            ] {
                 let r = evaluate(&image(), false, &ports(), &routes(), ingress, &frame);
                 assert_eq!(r, Reason::NoPolicy);
             }
@@ -295,7 +336,10 @@ mod tests {
     fn non_ip_and_malformed_on_every_role() {
         for ingress in [LAN, DED, INET] {
             assert_eq!(eval(ingress, &eth(&[], 0x0806, &[0; 28])), Reason::NonIp);
-            assert_eq!(eval(ingress, &eth(&[], ETH_P_IP, &[0x45; 19])), Reason::Malformed);
+            assert_eq!(
+                eval(ingress, &eth(&[], ETH_P_IP, &[0x45; 19])),
+                Reason::Malformed
+            );
             assert_eq!(eval(ingress, &[0u8; 13]), Reason::Malformed);
         }
     }
@@ -310,12 +354,25 @@ mod tests {
             assert_eq!(eval_with(&img, ingress, &frame), Reason::Fragment);
         }
         // Pre-checks and parsing come before the fragment rule; first fragments are not affected.
-        assert_eq!(evaluate(&img, true, &ports(), &routes(), OTHER, &frame), Reason::UnknownPort);
-        assert_eq!(evaluate(&img, false, &ports(), &routes(), LAN, &frame), Reason::NoPolicy);
+        assert_eq!(
+            evaluate(&img, true, &ports(), &routes(), OTHER, &frame),
+            Reason::UnknownPort
+        );
+        assert_eq!(
+            evaluate(&img, false, &ports(), &routes(), LAN, &frame),
+            Reason::NoPolicy
+        );
         let mut first = v4_tcp(C4, INET4, 1, 443);
         set_v4_frag(&mut first, true, 0);
-        assert_eq!(eval_with(&img, LAN, &eth(&[], ETH_P_IP, &first)), Reason::Pass);
-        let frame6 = eth(&[], ETH_P_IPV6, &v6_ext(C6, INET6, &[Ext::Frag(9, true)], IPPROTO_UDP, &[0; 8]));
+        assert_eq!(
+            eval_with(&img, LAN, &eth(&[], ETH_P_IP, &first)),
+            Reason::Pass
+        );
+        let frame6 = eth(
+            &[],
+            ETH_P_IPV6,
+            &v6_ext(C6, INET6, &[Ext::Frag(9, true)], IPPROTO_UDP, &[0; 8]),
+        );
         assert_eq!(eval_with(&img, LAN, &frame6), Reason::Fragment);
     }
 
@@ -330,7 +387,10 @@ mod tests {
         assert_eq!(eval(LAN, &tcp4(ISO4, BLOCK4, 443)), Reason::Blocklist);
         assert_eq!(eval(LAN, &tcp4(BLOCK4, INET4, 443)), Reason::Pass);
         // Non-first fragments are judged on addresses.
-        assert_eq!(eval(LAN, &frag4(C4, BLOCK4, IPPROTO_TCP)), Reason::Blocklist);
+        assert_eq!(
+            eval(LAN, &frag4(C4, BLOCK4, IPPROTO_TCP)),
+            Reason::Blocklist
+        );
     }
 
     #[test]
@@ -352,9 +412,15 @@ mod tests {
         // Dedicated port but not govnet: a route towards the dedicated port for a non-govnet address.
         let r = routes().route(n("198.51.100.0/24"), Egress::Port(DED));
         let frame = tcp4(ISO4, INET4, 443);
-        assert_eq!(evaluate(&image(), true, &ports(), &r, LAN, &frame), Reason::Isolated);
+        assert_eq!(
+            evaluate(&image(), true, &ports(), &r, LAN, &frame),
+            Reason::Isolated
+        );
         // Unroutable.
-        assert_eq!(eval(LAN, &tcp4(ISO4, Ipv4Addr::new(192, 0, 2, 1), 443)), Reason::Isolated);
+        assert_eq!(
+            eval(LAN, &tcp4(ISO4, Ipv4Addr::new(192, 0, 2, 1), 443)),
+            Reason::Isolated
+        );
     }
 
     #[test]
@@ -370,7 +436,10 @@ mod tests {
         assert_eq!(eval(LAN, &udp4(LANHOST4, S4, 53)), Reason::NotAllowed);
         assert_eq!(eval(LAN, &icmp4(LANHOST4, S4)), Reason::NotAllowed);
         // A source without any entry for the system.
-        assert_eq!(eval(LAN, &tcp4(Ipv4Addr::new(10, 9, 9, 9), S4, 443)), Reason::NotAllowed);
+        assert_eq!(
+            eval(LAN, &tcp4(Ipv4Addr::new(10, 9, 9, 9), S4, 443)),
+            Reason::NotAllowed
+        );
         // A non-first fragment has no port: only full-range or ICMP rules admit it.
         assert_eq!(eval(LAN, &frag4(C4, S4, IPPROTO_TCP)), Reason::NotAllowed);
         assert_eq!(eval(LAN, &frag4(C4, S4, IPPROTO_ICMP)), Reason::Pass);
@@ -381,20 +450,30 @@ mod tests {
         // v6: /64 entry with tcp 443 and ICMPv6.
         assert_eq!(eval(LAN, &tcp6(C6, S6, 443)), Reason::Pass);
         assert_eq!(eval(LAN, &tcp6(C6, S6, 22)), Reason::NotAllowed);
-        let echo6 = eth(&[], ETH_P_IPV6, &v6(C6, S6, IPPROTO_ICMPV6, &[128, 0, 0, 0]));
+        let echo6 = eth(
+            &[],
+            ETH_P_IPV6,
+            &v6(C6, S6, IPPROTO_ICMPV6, &[128, 0, 0, 0]),
+        );
         assert_eq!(eval(LAN, &echo6), Reason::Pass);
         // The shared check uses the system of the longest prefix.
         let mut img = image();
         img.shared4.insert(n4("10.20.0.0/24"), 1);
-        assert_eq!(eval_with(&img, LAN, &tcp4(LANHOST4, Ipv4Addr::new(10, 20, 0, 8), 80)), Reason::Pass);
-        assert_eq!(eval_with(&img, LAN, &tcp4(LANHOST4, S4, 80)), Reason::NotAllowed);
+        assert_eq!(
+            eval_with(&img, LAN, &tcp4(LANHOST4, Ipv4Addr::new(10, 20, 0, 8), 80)),
+            Reason::Pass
+        );
+        assert_eq!(
+            eval_with(&img, LAN, &tcp4(LANHOST4, S4, 80)),
+            Reason::NotAllowed
+        );
     }
 
     #[test]
     fn lan_shared_route_must_be_dedicated() {
         // System 1 admits everything from the lan: only the route decides.
         let cases = [
-            (SHARED_INET4, Reason::SharedViaInternet),       // internet port
+            (SHARED_INET4, Reason::SharedViaInternet), // internet port
             (SHARED_UNROUTABLE4, Reason::SharedViaInternet), // unroutable
             (Ipv4Addr::new(10, 0, 0, 200), Reason::SharedViaInternet), // lan port
             (Ipv4Addr::new(10, 30, 0, 1), Reason::SharedViaInternet), // a port outside the map
@@ -405,10 +484,16 @@ mod tests {
         // Local: make the gateway's address a shared system.
         let mut img = image();
         img.shared4.insert(n4("10.0.0.1/32"), 1);
-        assert_eq!(eval_with(&img, LAN, &tcp4(C4, LOCAL4, 80)), Reason::SharedViaInternet);
+        assert_eq!(
+            eval_with(&img, LAN, &tcp4(C4, LOCAL4, 80)),
+            Reason::SharedViaInternet
+        );
         // Via the dedicated port.
         img.shared4.insert(n4("10.20.7.7/32"), 1);
-        assert_eq!(eval_with(&img, LAN, &tcp4(C4, Ipv4Addr::new(10, 20, 7, 7), 80)), Reason::Pass);
+        assert_eq!(
+            eval_with(&img, LAN, &tcp4(C4, Ipv4Addr::new(10, 20, 7, 7), 80)),
+            Reason::Pass
+        );
     }
 
     #[test]
@@ -416,8 +501,11 @@ mod tests {
         assert_eq!(eval(LAN, &tcp4(C4, INET4, 443)), Reason::Pass);
         assert_eq!(eval(LAN, &tcp4(C4, DEDHOST4, 22)), Reason::Pass);
         assert_eq!(eval(LAN, &tcp6(C6, INET6, 443)), Reason::Pass);
-        let hbh =
-            eth(&[(0x8100, 3)], ETH_P_IPV6, &v6_ext(C6, INET6, &[Ext::Opts(IPV6_HOP_BY_HOP, 0)], 47, &[]));
+        let hbh = eth(
+            &[(0x8100, 3)],
+            ETH_P_IPV6,
+            &v6_ext(C6, INET6, &[Ext::Opts(IPV6_HOP_BY_HOP, 0)], 47, &[]),
+        );
         assert_eq!(eval(LAN, &hbh), Reason::Pass);
     }
 
@@ -430,8 +518,14 @@ mod tests {
         assert_eq!(eval(DED, &tcp4(C4, C4, 443)), Reason::DedicatedForeign);
         assert_eq!(eval(DED, &tcp4(DEDHOST4, INET4, 443)), Reason::CrossNetwork);
         assert_eq!(eval(DED, &tcp4(DEDHOST4, S4, 443)), Reason::CrossNetwork);
-        assert_eq!(eval(DED, &tcp4(DEDHOST4, SHARED_UNROUTABLE4, 443)), Reason::CrossNetwork);
-        assert_eq!(eval(DED, &tcp4(DEDHOST4, Ipv4Addr::new(10, 30, 0, 9), 443)), Reason::CrossNetwork);
+        assert_eq!(
+            eval(DED, &tcp4(DEDHOST4, SHARED_UNROUTABLE4, 443)),
+            Reason::CrossNetwork
+        );
+        assert_eq!(
+            eval(DED, &tcp4(DEDHOST4, Ipv4Addr::new(10, 30, 0, 9), 443)),
+            Reason::CrossNetwork
+        );
         let ded6: Ipv6Addr = "fd20::5:5".parse().expect("addr");
         assert_eq!(eval(DED, &tcp6(ded6, C6, 443)), Reason::Pass);
         assert_eq!(eval(DED, &tcp6(INET6, C6, 443)), Reason::DedicatedForeign);
@@ -450,14 +544,23 @@ mod tests {
         assert_eq!(eval(INET, &tcp4(S4, C4, 443)), Reason::Spoofed);
         assert_eq!(eval(INET, &tcp4(DEDHOST4, C4, 443)), Reason::Spoofed);
         assert_eq!(eval(INET, &tcp4(SHARED_INET4, C4, 443)), Reason::Spoofed);
-        assert_eq!(eval(INET, &tcp4(INET4, DEDHOST4, 443)), Reason::CrossNetwork);
+        assert_eq!(
+            eval(INET, &tcp4(INET4, DEDHOST4, 443)),
+            Reason::CrossNetwork
+        );
         assert_eq!(eval(INET, &tcp4(INET4, S4, 443)), Reason::CrossNetwork);
-        assert_eq!(eval(INET, &tcp6(INET6, "fd20::1".parse().expect("addr"), 443)), Reason::CrossNetwork);
+        assert_eq!(
+            eval(INET, &tcp6(INET6, "fd20::1".parse().expect("addr"), 443)),
+            Reason::CrossNetwork
+        );
         // A blocked destination is the lan's concern only.
         assert_eq!(eval(INET, &tcp4(INET4, BLOCK4, 443)), Reason::Pass);
         // Internet to internet (hairpin) and unroutable pass to the stack.
         assert_eq!(eval(INET, &tcp4(INET4, INET4, 443)), Reason::Pass);
-        assert_eq!(eval(INET, &tcp4(INET4, SHARED_UNROUTABLE4, 443)), Reason::Pass);
+        assert_eq!(
+            eval(INET, &tcp4(INET4, SHARED_UNROUTABLE4, 443)),
+            Reason::Pass
+        );
     }
 
     #[test]
@@ -465,7 +568,13 @@ mod tests {
         let p = ports();
         assert_eq!(stats_index(&p, LAN, Reason::Pass), 0);
         assert_eq!(stats_index(&p, DED, Reason::Malformed), Reason::COUNT + 2);
-        assert_eq!(stats_index(&p, INET, Reason::Spoofed), 2 * Reason::COUNT + 11);
-        assert_eq!(stats_index(&p, OTHER, Reason::UnknownPort), 3 * Reason::COUNT + 13);
+        assert_eq!(
+            stats_index(&p, INET, Reason::Spoofed),
+            2 * Reason::COUNT + 11
+        );
+        assert_eq!(
+            stats_index(&p, OTHER, Reason::UnknownPort),
+            3 * Reason::COUNT + 13
+        );
     }
 }

@@ -53,7 +53,11 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Command::Validate { profile, policy, against } => validate(&profile, &policy, against.as_deref()),
+        Command::Validate {
+            profile,
+            policy,
+            against,
+        } => validate(&profile, &policy, against.as_deref()),
         Command::Apply { policy, json } => match std::path::absolute(&policy) {
             Ok(policy) => ask(&args.socket, &Request::Apply { policy }, json, false),
             Err(e) => fail(2, format!("{}: {e}", policy.display())),
@@ -63,7 +67,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(profile: &std::path::Path, policy: &std::path::Path, against: Option<&std::path::Path>) -> ExitCode {
+fn validate(
+    profile: &std::path::Path,
+    policy: &std::path::Path,
+    against: Option<&std::path::Path>,
+) -> ExitCode {
     let profile = match gateway_policy::profile::load_profile(profile) {
         Ok(p) => p,
         Err(e) => return fail(2, e.to_string()),
@@ -109,7 +117,12 @@ fn validate(profile: &std::path::Path, policy: &std::path::Path, against: Option
 fn ask(socket: &std::path::Path, request: &Request, json: bool, all: bool) -> ExitCode {
     let response = match control::request(socket, request) {
         Ok(r) => r,
-        Err(e) => return fail(1, format!("cannot reach gatewayd at {}: {e}", socket.display())),
+        Err(e) => {
+            return fail(
+                1,
+                format!("cannot reach gatewayd at {}: {e}", socket.display()),
+            );
+        }
     };
     if json {
         match serde_json::to_string_pretty(&response) {

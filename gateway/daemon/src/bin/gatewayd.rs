@@ -9,7 +9,10 @@ use gateway_daemon::{
 };
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Perimeter gateway daemon: loads, attaches and programs the XDP data path")]
+#[command(
+    version,
+    about = "Perimeter gateway daemon: loads, attaches and programs the XDP data path"
+)]
 struct Args {
     /// Hardware profile (hw/*.toml): ports, roles, XDP modes.
     #[arg(long, required_unless_present = "teardown")]
@@ -56,7 +59,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = StartOptions { profile, policy, pin_dir: args.pin_dir, state_dir: args.state_dir };
+    let opts = StartOptions {
+        profile,
+        policy,
+        pin_dir: args.pin_dir,
+        state_dir: args.state_dir,
+    };
     let engine = match Engine::start(&opts) {
         Ok(e) => e,
         Err(StartError::Policy(e)) => {
@@ -68,7 +76,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatewayd: tokio runtime: {e}");
@@ -86,13 +97,18 @@ fn main() -> ExitCode {
 
 fn teardown(pin_dir: &std::path::Path) -> ExitCode {
     match gateway_dataplane::PinLayout::prepare(pin_dir).and_then(|p| {
-        p.remove_all().map_err(|source| gateway_dataplane::DataplaneError::PinDir {
-            path: pin_dir.to_owned(),
-            source,
-        })
+        p.remove_all()
+            .map_err(|source| gateway_dataplane::DataplaneError::PinDir {
+                path: pin_dir.to_owned(),
+                source,
+            })
     }) {
         Ok(removed) => {
-            eprintln!("gatewayd: teardown removed {} pinned objects under {}", removed.len(), pin_dir.display());
+            eprintln!(
+                "gatewayd: teardown removed {} pinned objects under {}",
+                removed.len(),
+                pin_dir.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
