@@ -38,6 +38,9 @@ pub enum StartError {
 
 pub struct Engine {
     dp: Dataplane,
+    /// The profile the ports were bound from; every policy compiles against it (a changed profile
+    /// takes a restart, which rebinds the ports).
+    profile: Profile,
     profile_path: PathBuf,
     policy_path: PathBuf,
     image: Arc<MapImage>,
@@ -132,8 +135,10 @@ impl Engine {
                 adopted,
             });
         }
+        dp.pin_program()?;
         Ok(Engine {
             dp,
+            profile,
             profile_path: opts.profile.clone(),
             policy_path: opts.policy.clone(),
             image: compiled.image,
@@ -165,11 +170,7 @@ impl Engine {
                 format!("policy path must be absolute: {}", policy.display()),
             );
         }
-        let profile = match gateway_policy::profile::load_profile(&self.profile_path) {
-            Ok(p) => p,
-            Err(e) => return error(ErrorKind::Policy, e.to_string()),
-        };
-        let compiled = match compile(policy, &profile) {
+        let compiled = match compile(policy, &self.profile) {
             Ok(c) => c,
             Err(e) => return error(ErrorKind::Policy, e.to_string()),
         };

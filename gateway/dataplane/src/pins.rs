@@ -1,5 +1,6 @@
 //! Layout of what the daemon pins under its own bpffs directory:
-//! `<dir>/maps/<MAP>` for every map and `<dir>/links/<port>` for every attached port.
+//! `<dir>/maps/<MAP>` for every map, `<dir>/links/<port>` for every attached port and
+//! `<dir>/progs/<program>` for the program running on them (for bpftool and inspection).
 use std::path::{Path, PathBuf};
 
 use crate::DataplaneError;
@@ -28,7 +29,7 @@ impl PinLayout {
         let layout = PinLayout {
             root: root.to_owned(),
         };
-        for dir in [layout.root.join("maps"), layout.root.join("links")] {
+        for dir in [layout.root.join("maps"), layout.root.join("links"), layout.root.join("progs")] {
             std::fs::create_dir_all(&dir).map_err(io)?;
         }
         Ok(layout)
@@ -46,11 +47,15 @@ impl PinLayout {
         self.root.join("links").join(port)
     }
 
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.root.join("progs").join(name)
+    }
+
     /// Removes every pinned object: links first (detaching the program from the ports), then maps.
     /// Destructive: the caller asked for it explicitly.
     pub fn remove_all(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
-        for sub in ["links", "maps"] {
+        for sub in ["links", "progs", "maps"] {
             let dir = self.root.join(sub);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;

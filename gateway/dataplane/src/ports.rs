@@ -209,6 +209,24 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    /// Pins the program now running on the ports, replacing the pin of the program it superseded
+    /// (which the links no longer reference, so it is freed).
+    pub fn pin_program(&mut self) -> Result<(), DataplaneError> {
+        let Some(path) = self.pins.as_ref().map(|p| p.program(object::PROGRAM)) else {
+            return Ok(());
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataplaneError::PinDir { path, source }),
+        }
+        object::xdp_program(&mut self.ebpf, object::PROGRAM)?
+            .pin(&path)
+            .map_err(|e| DataplaneError::Link { path: path.clone(), source: Box::new(e) })
+    }
+}
+
 /// bpf_link_update on a pinned XDP link.
 fn replace_on_link(prog: &mut Xdp, path: &Path) -> std::io::Result<()> {
     let other = |e: Box<dyn std::error::Error + Send + Sync>| std::io::Error::other(e);
