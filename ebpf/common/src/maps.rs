@@ -45,10 +45,12 @@ pub const MAX_PORTS: u32 = 64;
 pub const STATS_LEN: u32 = crate::Role::STATS_ROWS * crate::Reason::COUNT;
 
 /// Per-slot capacities (the maps hold twice this). Exact addresses and prefixes are separate budgets;
-/// together the blocklists hold well over 1,000,000 entries per policy.
-pub const BLOCK4_EXACT_PER_SLOT: u32 = 1_200_000;
+/// together the blocklists hold well over 1,000,000 entries per policy. Hash maps allocate a bucket
+/// array of the next power of two of their capacity even when empty (16 bytes a bucket), so their
+/// capacities are powers of two: 2 × 2^20 exact IPv4 entries cost 32 MiB of buckets, not 64.
+pub const BLOCK4_EXACT_PER_SLOT: u32 = 1 << 20;
 pub const BLOCK4_LPM_PER_SLOT: u32 = 1_200_000;
-pub const BLOCK6_EXACT_PER_SLOT: u32 = 262_144;
+pub const BLOCK6_EXACT_PER_SLOT: u32 = 1 << 18;
 pub const BLOCK6_LPM_PER_SLOT: u32 = 262_144;
 pub const SMALL_PER_SLOT: u32 = 16_384;
 

@@ -202,7 +202,6 @@ impl crate::Dataplane {
         image: Arc<MapImage>,
         generation: u64,
     ) -> Result<ApplyReport, DataplaneError> {
-        let started = Instant::now();
         check_capacity(&image)?;
         if let Some(t) = self.slots.last_flip {
             let since = t.elapsed();
@@ -210,6 +209,8 @@ impl crate::Dataplane {
                 std::thread::sleep(GRACE - since);
             }
         }
+        // Timed from here: the grace wait only happens for back-to-back applies.
+        let started = Instant::now();
         let active = self.active()?;
         // Before any policy is loaded the program drops everything (`no_policy`); either slot will do.
         let target = if active.loaded {
