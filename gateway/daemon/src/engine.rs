@@ -7,7 +7,9 @@ use std::{
 };
 
 use gateway_common::{Reason, Verdict, values::DatapathConfig};
-use gateway_dataplane::{AttachedPort, Dataplane, DataplaneError, Persistence, XdpModeName};
+use gateway_dataplane::{
+    ApplyReport, AttachedPort, Dataplane, DataplaneError, Persistence, XdpModeName,
+};
 use gateway_policy::{PolicyError, image::MapImage, profile::Profile};
 
 use crate::control::{
@@ -176,60 +178,58 @@ impl Engine {
         };
         let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
         let hash = compiled.image.hash();
-        if self
+        let in_force = self
             .dp
             .active()
-            .is_ok_and(|a| a.loaded && a.image_hash == hash)
-        {
-            self.policy_path = policy.to_owned();
-            return Response::Applied(ApplyResult {
-                generation: self.generation,
-                image_hash: gateway_policy::image::hex(&hash),
-                slot: self.dp.active().map(|a| a.slot).unwrap_or_default(),
-                unchanged: true,
-                entries: compiled.image.entry_count(),
-                written: 0,
-                deleted: 0,
-                purged: 0,
-                compile_ms: ms(compiled.took),
-                apply_ms: 0.0,
-                diff,
-                warnings: compiled.warnings,
-            });
-        }
-        let generation = self.generation + 1;
-        match self.dp.apply(compiled.image.clone(), generation) {
-            Ok(report) => {
-                tracing::info!(generation, policy = %policy.display(), ms = ms(report.duration), "policy applied");
-                self.generation = generation;
-                self.image = compiled.image.clone();
-                self.policy_path = policy.to_owned();
-                self.last_apply = report.duration;
-                record(
-                    &self.journal,
-                    generation,
-                    &compiled.image,
-                    policy,
-                    report.duration,
-                    cause,
-                );
-                Response::Applied(ApplyResult {
-                    generation,
-                    image_hash: gateway_policy::image::hex(&hash),
-                    slot: report.slot,
-                    unchanged: false,
-                    entries: compiled.image.entry_count(),
-                    written: report.entries_written,
-                    deleted: report.entries_deleted,
-                    purged: report.entries_purged,
-                    compile_ms: ms(compiled.took),
-                    apply_ms: ms(report.duration),
-                    diff,
-                    warnings: compiled.warnings,
-                })
-            }
-            Err(e) => error(ErrorKind::Internal, chain(&e)),
-        }
+            .ok()
+            .filter(|a| a.loaded && a.image_hash == hash);
+        let (report, unchanged) = match in_force {
+            // Already the policy in force: nothing to write, the generation stays.
+            Some(active) => (
+                ApplyReport {
+                    slot: active.slot,
+                    generation: self.generation,
+                    entries_written: 0,
+                    entries_deleted: 0,
+                    entries_purged: 0,
+                    duration: Duration::ZERO,
+                },
+                true,
+            ),
+            None => match self.dp.apply(compiled.image.clone(), self.generation + 1) {
+                Ok(report) => {
+                    tracing::info!(generation = report.generation, policy = %policy.display(), ms = ms(report.duration), "policy applied");
+                    self.generation = report.generation;
+                    self.image = compiled.image.clone();
+                    self.last_apply = report.duration;
+                    record(
+                        &self.journal,
+                        report.generation,
+                        &compiled.image,
+                        policy,
+                        report.duration,
+                        cause,
+                    );
+                    (report, false)
+                }
+                Err(e) => return error(ErrorKind::Internal, chain(&e)),
+            },
+        };
+        self.policy_path = policy.to_owned();
+        Response::Applied(ApplyResult {
+            generation: report.generation,
+            image_hash: gateway_policy::image::hex(&hash),
+            slot: report.slot,
+            unchanged,
+            entries: compiled.image.entry_count(),
+            written: report.entries_written,
+            deleted: report.entries_deleted,
+            purged: report.entries_purged,
+            compile_ms: ms(compiled.took),
+            apply_ms: ms(report.duration),
+            diff,
+            warnings: compiled.warnings,
+        })
     }
 
     fn status(&self) -> Response {
