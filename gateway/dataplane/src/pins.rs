@@ -29,7 +29,11 @@ impl PinLayout {
         let layout = PinLayout {
             root: root.to_owned(),
         };
-        for dir in [layout.root.join("maps"), layout.root.join("links"), layout.root.join("progs")] {
+        for dir in [
+            layout.root.join("maps"),
+            layout.root.join("links"),
+            layout.root.join("progs"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(io)?;
         }
         Ok(layout)

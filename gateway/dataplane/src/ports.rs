@@ -2,7 +2,10 @@
 //! in the mode the profile asks for (never silently another), and pin the link so a restarted or
 //! upgraded daemon can take it over without a gap.
 
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 use aya::programs::{
     Xdp,
@@ -58,54 +61,54 @@ pub struct AttachedPort {
     pub adopted: bool,
 }
 
-/// Finds the interface a profile port names: `(ifname, ifindex)`. Reads /sys/class/net.
+/// Finds the interface a profile port names: `(ifname, ifindex)`. Reads /sys.
 pub fn resolve_port(spec: &PortSpec) -> Result<(String, u32), DataplaneError> {
     let err = |message: String| DataplaneError::Port {
         port: spec.name.clone(),
         message,
     };
-    let ifname = match &spec.device {
-        DeviceMatch::Ifname(name) => name.clone(),
+    let ifname = find_ifname(Path::new("/sys"), &spec.device).map_err(err)?;
+    let ifindex =
+        ifindex_of(&ifname).ok_or_else(|| err(format!("interface {ifname} not found")))?;
+    Ok((ifname, ifindex))
+}
+
+/// The interface name a device match selects, looking at the sysfs tree under `sys`.
+fn find_ifname(sys: &Path, device: &DeviceMatch) -> Result<String, String> {
+    let class = sys.join("class/net");
+    let names = read_names(&class).map_err(|e| format!("listing {}: {e}", class.display()))?;
+    let device_of = |name: &str| std::fs::canonicalize(class.join(name).join("device")).ok();
+    match device {
+        DeviceMatch::Ifname(name) => Ok(name.clone()),
         DeviceMatch::Pci(addr) => {
-            let dir = Path::new("/sys/bus/pci/devices").join(addr).join("net");
-            let mut names = read_names(&dir)
-                .map_err(|e| err(format!("no network interface at PCI {addr} ({e})")))?;
+            // The interface's `device` link resolves to a path through its PCI function: directly
+            // (igc, e1000e: `…/0000:01:00.0`) or via a bus of its own (virtio: `…/0000:00:03.0/virtio0`).
             names
-                .pop_first()
-                .ok_or_else(|| err(format!("PCI {addr} has no network interface")))?
+                .into_iter()
+                .find(|n| {
+                    device_of(n)
+                        .is_some_and(|p| p.components().any(|c| c.as_os_str() == addr.as_str()))
+                })
+                .ok_or_else(|| format!("no network interface at PCI {addr}"))
         }
         DeviceMatch::Driver { driver, index } => {
-            let mut matching = Vec::new();
-            for name in read_names(Path::new("/sys/class/net"))
-                .map_err(|e| err(format!("listing /sys/class/net: {e}")))?
-            {
-                let link = Path::new("/sys/class/net")
-                    .join(&name)
-                    .join("device/driver");
-                let drv = std::fs::read_link(&link).ok();
-                if drv
-                    .as_deref()
-                    .and_then(Path::file_name)
-                    .is_some_and(|d| d == driver.as_str())
-                {
-                    // Order by the device path (PCI address), which is stable across boots.
-                    let dev =
-                        std::fs::read_link(Path::new("/sys/class/net").join(&name).join("device"))
-                            .unwrap_or_default();
-                    matching.push((dev, name));
-                }
-            }
+            let mut matching: Vec<(PathBuf, String)> = names
+                .into_iter()
+                .filter_map(|n| {
+                    let drv = std::fs::read_link(class.join(&n).join("device/driver")).ok()?;
+                    (drv.file_name()? == driver.as_str())
+                        .then(|| (device_of(&n).unwrap_or_default(), n))
+                })
+                .collect();
+            // Ordered by device path (bus address): stable across boots, unlike probe order.
             matching.sort();
             matching
                 .into_iter()
                 .nth(*index as usize)
                 .map(|(_, n)| n)
-                .ok_or_else(|| err(format!("no interface #{index} driven by {driver}")))?
+                .ok_or_else(|| format!("no interface #{index} driven by {driver}"))
         }
-    };
-    let ifindex =
-        ifindex_of(&ifname).ok_or_else(|| err(format!("interface {ifname} not found")))?;
-    Ok((ifname, ifindex))
+    }
 }
 
 fn read_names(dir: &Path) -> std::io::Result<BTreeSet<String>> {
@@ -223,7 +226,10 @@ impl Dataplane {
         }
         object::xdp_program(&mut self.ebpf, object::PROGRAM)?
             .pin(&path)
-            .map_err(|e| DataplaneError::Link { path: path.clone(), source: Box::new(e) })
+            .map_err(|e| DataplaneError::Link {
+                path: path.clone(),
+                source: Box::new(e),
+            })
     }
 }
 
@@ -240,4 +246,75 @@ fn replace_on_link(prog: &mut Xdp, path: &Path) -> std::io::Result<()> {
         e => other(Box::new(e)),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A fake sysfs: eth0 directly on PCI 0000:01:00.0 (igc), eth1 on virtio under 0000:00:03.0
+    /// (virtio_net), eth2 on 0000:02:00.0 (igc), lo virtual.
+    fn fake_sysfs() -> std::io::Result<PathBuf> {
+        let root = std::env::temp_dir().join(format!(
+            "gw-sysfs-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        let devices = root.join("devices/pci0000:00");
+        let drivers = root.join("bus/pci/drivers");
+        for d in ["igc", "virtio_net"] {
+            std::fs::create_dir_all(drivers.join(d))?;
+        }
+        let nics = [
+            ("eth0", devices.join("0000:01:00.0"), "igc"),
+            ("eth1", devices.join("0000:00:03.0/virtio0"), "virtio_net"),
+            ("eth2", devices.join("0000:02:00.0"), "igc"),
+        ];
+        std::fs::create_dir_all(root.join("class/net"))?;
+        for (name, dev, driver) in nics {
+            std::fs::create_dir_all(&dev)?;
+            symlink(drivers.join(driver), dev.join("driver"))?;
+            let class = root.join("class/net").join(name);
+            std::fs::create_dir_all(&class)?;
+            symlink(&dev, class.join("device"))?;
+        }
+        std::fs::create_dir_all(root.join("class/net/lo"))?;
+        Ok(root)
+    }
+
+    #[test]
+    fn pci_addresses_find_direct_and_virtio_interfaces() -> std::io::Result<()> {
+        let sys = fake_sysfs()?;
+        assert_eq!(
+            find_ifname(&sys, &DeviceMatch::Pci("0000:01:00.0".into())),
+            Ok("eth0".into())
+        );
+        assert_eq!(
+            find_ifname(&sys, &DeviceMatch::Pci("0000:00:03.0".into())),
+            Ok("eth1".into())
+        );
+        assert!(find_ifname(&sys, &DeviceMatch::Pci("0000:09:00.0".into())).is_err());
+        std::fs::remove_dir_all(sys)
+    }
+
+    #[test]
+    fn driver_index_counts_in_bus_order() -> std::io::Result<()> {
+        let sys = fake_sysfs()?;
+        let igc = |index| DeviceMatch::Driver {
+            driver: "igc".into(),
+            index,
+        };
+        assert_eq!(find_ifname(&sys, &igc(0)), Ok("eth0".into()));
+        assert_eq!(find_ifname(&sys, &igc(1)), Ok("eth2".into()));
+        assert!(find_ifname(&sys, &igc(2)).is_err());
+        let virtio = DeviceMatch::Driver {
+            driver: "virtio_net".into(),
+            index: 0,
+        };
+        assert_eq!(find_ifname(&sys, &virtio), Ok("eth1".into()));
+        std::fs::remove_dir_all(sys)
+    }
 }

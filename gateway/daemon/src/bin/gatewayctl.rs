@@ -40,6 +40,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Firmware updates and A/B slots: `install <bundle>`, `status`, `mark-good`, … (runs the
+    /// image's `gateway-update`, which owns bundles and slots).
+    Update {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// The device identity key's fingerprint (runs `gateway-update identity`).
+    Identity {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Counters by role and reason.
     Stats {
         #[arg(long)]
@@ -64,7 +75,22 @@ fn main() -> ExitCode {
         },
         Command::Status { json } => ask(&args.socket, &Request::Status, json, false),
         Command::Stats { json, all } => ask(&args.socket, &Request::Stats, json, all),
+        Command::Update { args } => firmware(args),
+        Command::Identity { args } => firmware(std::iter::once("identity".into()).chain(args)),
     }
+}
+
+/// Hands over to `gateway-update` (next to this binary, else on PATH) with the same arguments.
+fn firmware(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("gateway-update")));
+    let program = beside
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("gateway-update"));
+    let err = std::process::Command::new(&program).args(args).exec();
+    fail(1, format!("cannot run {}: {err}", program.display()))
 }
 
 fn validate(
