@@ -268,55 +268,17 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }
 }
 
+/// The compiler refuses such images already; this guards images from elsewhere (tests, tools)
+/// before anything is written.
 fn check_capacity(image: &MapImage) -> Result<(), DataplaneError> {
-    let checks: [(&'static str, usize, u32); 12] = [
-        (
-            names::BLOCK4_EXACT,
-            image.block4_exact.len(),
-            names::BLOCK4_EXACT_PER_SLOT,
-        ),
-        (
-            names::BLOCK6_EXACT,
-            image.block6_exact.len(),
-            names::BLOCK6_EXACT_PER_SLOT,
-        ),
-        (
-            names::BLOCK4_LPM,
-            image.block4_prefixes.len(),
-            names::BLOCK4_LPM_PER_SLOT,
-        ),
-        (
-            names::BLOCK6_LPM,
-            image.block6_prefixes.len(),
-            names::BLOCK6_LPM_PER_SLOT,
-        ),
-        (
-            names::ISOLATED4,
-            image.isolated4.len(),
-            names::SMALL_PER_SLOT,
-        ),
-        (
-            names::ISOLATED6,
-            image.isolated6.len(),
-            names::SMALL_PER_SLOT,
-        ),
-        (names::SHARED4, image.shared4.len(), names::SMALL_PER_SLOT),
-        (names::SHARED6, image.shared6.len(), names::SMALL_PER_SLOT),
-        (names::GOVNET4, image.govnet4.len(), names::SMALL_PER_SLOT),
-        (names::GOVNET6, image.govnet6.len(), names::SMALL_PER_SLOT),
-        (names::ALLOW4, image.allow4.len(), names::SMALL_PER_SLOT),
-        (names::ALLOW6, image.allow6.len(), names::SMALL_PER_SLOT),
-    ];
-    for (map, needed, capacity) in checks {
-        if needed > capacity as usize {
-            return Err(DataplaneError::Capacity {
-                map,
-                needed,
-                capacity,
-            });
-        }
+    match image.overflow() {
+        Some(s) => Err(DataplaneError::Capacity {
+            map: s.map,
+            needed: s.len,
+            capacity: s.capacity,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[derive(Default)]

@@ -34,7 +34,6 @@ use std::path::Path;
 use gateway_common::Role;
 use gateway_common::maps::{
     BLOCK4_EXACT_PER_SLOT, BLOCK4_LPM_PER_SLOT, BLOCK6_EXACT_PER_SLOT, BLOCK6_LPM_PER_SLOT,
-    SMALL_PER_SLOT,
 };
 use gateway_common::values::{
     GOVNET_DEDICATED, GOVNET_SHARED, MAX_ALLOW_RULES, PortRule, SETTING_DROP_FRAGMENTS,
@@ -68,7 +67,7 @@ pub struct Summary {
     pub profile: String,
     pub image_hash: [u8; 32],
     pub feeds: Vec<FeedSummary>,
-    /// Entries per image section, in [`SECTIONS`] order.
+    /// Entries per image section, in [`MapImage::sections`] order.
     pub sections: Vec<(&'static str, usize)>,
     pub warnings: usize,
 }
@@ -90,39 +89,9 @@ pub struct FeedSummary {
     pub entries: u64,
 }
 
-/// Image sections, in the order summaries and diffs list them.
-pub const SECTIONS: [&str; 12] = [
-    "block4_exact",
-    "block6_exact",
-    "block4_prefixes",
-    "block6_prefixes",
-    "isolated4",
-    "isolated6",
-    "shared4",
-    "shared6",
-    "govnet4",
-    "govnet6",
-    "allow4",
-    "allow6",
-];
-
-/// Entry count of each section of an image, in [`SECTIONS`] order.
+/// Entry count of each section of an image, in [`MapImage::sections`] order.
 pub fn section_counts(image: &MapImage) -> Vec<(&'static str, usize)> {
-    let counts = [
-        image.block4_exact.len(),
-        image.block6_exact.len(),
-        image.block4_prefixes.len(),
-        image.block6_prefixes.len(),
-        image.isolated4.len(),
-        image.isolated6.len(),
-        image.shared4.len(),
-        image.shared6.len(),
-        image.govnet4.len(),
-        image.govnet6.len(),
-        image.allow4.len(),
-        image.allow6.len(),
-    ];
-    SECTIONS.iter().copied().zip(counts).collect()
+    image.sections().iter().map(|s| (s.name, s.len)).collect()
 }
 
 impl fmt::Display for Summary {
@@ -613,18 +582,14 @@ fn check_blocklist_capacity(
     check_limits(policy, &limits, line, field)
 }
 
-/// Refuse policy-sized sections beyond the maps' room (thousands of hand-written prefixes).
+/// Refuse sections beyond the maps' room (thousands of hand-written prefixes; the blocklists were
+/// checked against the same capacities before the image was built).
 fn check_capacity(policy: &Policy, image: &MapImage) -> Result<(), PolicyError> {
-    let limits = [
-        ("isolated4", image.isolated4.len(), SMALL_PER_SLOT),
-        ("isolated6", image.isolated6.len(), SMALL_PER_SLOT),
-        ("shared4", image.shared4.len(), SMALL_PER_SLOT),
-        ("shared6", image.shared6.len(), SMALL_PER_SLOT),
-        ("govnet4", image.govnet4.len(), SMALL_PER_SLOT),
-        ("govnet6", image.govnet6.len(), SMALL_PER_SLOT),
-        ("allow4", image.allow4.len(), SMALL_PER_SLOT),
-        ("allow6", image.allow6.len(), SMALL_PER_SLOT),
-    ];
+    let limits: Vec<_> = image
+        .sections()
+        .iter()
+        .map(|s| (s.name, s.len, s.capacity))
+        .collect();
     check_limits(policy, &limits, 1, "policy")
 }
 

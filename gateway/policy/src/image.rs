@@ -52,6 +52,18 @@ pub struct MapImage {
     pub settings_flags: u32,
 }
 
+/// One section of an image (see [`MapImage::sections`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// The image field, as summaries and diffs name it.
+    pub name: &'static str,
+    /// The data-path map it is written to.
+    pub map: &'static str,
+    pub len: usize,
+    /// Entries one generation slot of the map holds.
+    pub capacity: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedInfo {
     pub name: String,
@@ -65,20 +77,72 @@ pub struct SystemInfo {
 }
 
 impl MapImage {
+    /// Every section with the map it is written to and the room one generation slot has there:
+    /// the one table the compiler's summary and capacity checks and the loader's checks read.
+    pub fn sections(&self) -> [Section; 12] {
+        use gateway_common::maps as m;
+        let s = |name, map, len, capacity| Section {
+            name,
+            map,
+            len,
+            capacity,
+        };
+        [
+            s(
+                "block4_exact",
+                m::BLOCK4_EXACT,
+                self.block4_exact.len(),
+                m::BLOCK4_EXACT_PER_SLOT,
+            ),
+            s(
+                "block6_exact",
+                m::BLOCK6_EXACT,
+                self.block6_exact.len(),
+                m::BLOCK6_EXACT_PER_SLOT,
+            ),
+            s(
+                "block4_prefixes",
+                m::BLOCK4_LPM,
+                self.block4_prefixes.len(),
+                m::BLOCK4_LPM_PER_SLOT,
+            ),
+            s(
+                "block6_prefixes",
+                m::BLOCK6_LPM,
+                self.block6_prefixes.len(),
+                m::BLOCK6_LPM_PER_SLOT,
+            ),
+            s(
+                "isolated4",
+                m::ISOLATED4,
+                self.isolated4.len(),
+                m::SMALL_PER_SLOT,
+            ),
+            s(
+                "isolated6",
+                m::ISOLATED6,
+                self.isolated6.len(),
+                m::SMALL_PER_SLOT,
+            ),
+            s("shared4", m::SHARED4, self.shared4.len(), m::SMALL_PER_SLOT),
+            s("shared6", m::SHARED6, self.shared6.len(), m::SMALL_PER_SLOT),
+            s("govnet4", m::GOVNET4, self.govnet4.len(), m::SMALL_PER_SLOT),
+            s("govnet6", m::GOVNET6, self.govnet6.len(), m::SMALL_PER_SLOT),
+            s("allow4", m::ALLOW4, self.allow4.len(), m::SMALL_PER_SLOT),
+            s("allow6", m::ALLOW6, self.allow6.len(), m::SMALL_PER_SLOT),
+        ]
+    }
+
+    /// The first section that does not fit its map, if any.
+    pub fn overflow(&self) -> Option<Section> {
+        self.sections()
+            .into_iter()
+            .find(|s| s.len > s.capacity as usize)
+    }
+
     /// Total number of map entries the image writes into one slot.
     pub fn entry_count(&self) -> usize {
-        self.block4_exact.len()
-            + self.block6_exact.len()
-            + self.block4_prefixes.len()
-            + self.block6_prefixes.len()
-            + self.isolated4.len()
-            + self.isolated6.len()
-            + self.shared4.len()
-            + self.shared6.len()
-            + self.govnet4.len()
-            + self.govnet6.len()
-            + self.allow4.len()
-            + self.allow6.len()
+        self.sections().iter().map(|s| s.len).sum()
     }
 
     /// SHA-256 over a canonical binary encoding (sections tagged, entries in BTree order), shown by
