@@ -8,18 +8,11 @@ log() { printf '[setup-images] %s\n' "$*" >&2; }
 PACKAGES=(mmdebstrap squashfs-tools dosfstools mtools e2fsprogs fdisk zstd arch-test python3
           qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
           qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 openssh-client)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # qemu-utils is listed with qemu-system-*: they must come from the same release, and a newer
-  # qemu-utils from backports would otherwise be removed to make room.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# qemu-utils is listed with qemu-system-*: they must come from the same release, or a newer
+# qemu-utils from backports is removed to make room.
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_ensure "${PACKAGES[@]}"
 TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
 if ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q '^aarch64-unknown-linux-gnu$'; then
   log "adding the aarch64-unknown-linux-gnu target to $TOOLCHAIN"

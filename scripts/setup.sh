@@ -4,23 +4,14 @@
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
-need_root() { [ "$(id -u)" = 0 ] || { log "must run as root (installs packages): $*"; exit 1; }; }
 
 # --- Debian packages -----------------------------------------------------------------------------
 # iproute2: namespaces and veth for the lab; nftables: NAT/stateful filtering; bpftool: inspection;
 # iputils-ping, netcat-openbsd, socat: real traffic in the lab tests.
 APT_PACKAGES=(iproute2 nftables bpftool iputils-ping netcat-openbsd socat procps kmod)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  need_root "apt-get install ${missing[*]}"
-  log "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_ensure "${APT_PACKAGES[@]}"
 
 # --- Rust pieces for the eBPF half -----------------------------------------------------------------
 # The toolchain is pinned in rust-toolchain.toml; rust-src is needed for -Z build-std=core on the
@@ -32,16 +23,18 @@ if ! rustup component list --installed --toolchain "$TOOLCHAIN" | grep -q '^rust
 fi
 
 # bpf-linker must link the same LLVM major as rustc. Debian's LLVM 14 does not work, so we point it at
-# rustc's own libLLVM through a prefix directory that must persist (bpf-linker's rpath points into it).
+# rustc's own libLLVM through a prefix directory that must persist: bpf-linker's rpath points into it,
+# so it holds the library under both names (libLLVM.so to link, the soname to run).
 BPF_LINKER_VERSION=0.13.0
+sysroot=$(rustc +"$TOOLCHAIN" --print sysroot)
+libllvm=$(ls "$sysroot"/lib/libLLVM.so.* 2>/dev/null | head -n1)
+[ -n "$libllvm" ] || { log "no libLLVM in $sysroot/lib: cannot build bpf-linker"; exit 1; }
+prefix="${CARGO_HOME:-$HOME/.cargo}/llvm-for-bpf-linker"
+mkdir -p "$prefix/lib"
+ln -sf "$libllvm" "$prefix/lib/libLLVM.so"
+ln -sf "$libllvm" "$prefix/lib/$(basename "$libllvm")"
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
-  sysroot=$(rustc +"$TOOLCHAIN" --print sysroot)
-  libllvm=$(ls "$sysroot"/lib/libLLVM.so.* 2>/dev/null | head -n1)
-  [ -n "$libllvm" ] || { log "no libLLVM in $sysroot/lib: cannot build bpf-linker"; exit 1; }
   major=$(basename "$libllvm" | sed -E 's/libLLVM\.so\.([0-9]+).*/\1/')
-  prefix="${CARGO_HOME:-$HOME/.cargo}/llvm-for-bpf-linker"
-  mkdir -p "$prefix/lib"
-  ln -sf "$libllvm" "$prefix/lib/libLLVM.so"
   log "building bpf-linker $BPF_LINKER_VERSION against rustc's LLVM $major (about a minute)"
   LLVM_PREFIX="$prefix" cargo +"$TOOLCHAIN" install "bpf-linker@$BPF_LINKER_VERSION" --locked \
     --no-default-features --features "llvm-$major" --quiet
