@@ -14,19 +14,16 @@ use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Instant,
 };
 
 use anyhow::Context as _;
 use gateway_common::Role;
-use gateway_dataplane::{Program, Runner, XDP_DROP, XDP_PASS};
+use gateway_dataplane::Program;
 use gateway_tests::{
     corpus::{Frame, L4},
-    testnet::{self, TestNet, XdpHarness},
+    testnet::{self, LapseWatch, TestNet, XdpHarness},
 };
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
@@ -163,66 +160,47 @@ format = "plain"
     Ok(path)
 }
 
-/// Runs a blocked and an allowed packet through the program until told to stop; counts wrong verdicts.
-struct LapseWatch {
-    stop: Arc<AtomicBool>,
-    runs: Arc<AtomicU64>,
-    lapses: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+/// What one watched apply did.
+struct Applied {
+    compile_ms: f64,
+    entries: usize,
+    report: gateway_dataplane::ApplyReport,
+    runs: u64,
+    lapses: u64,
 }
 
-impl LapseWatch {
-    fn start(runner: Runner, net_name: String, lan: u32) -> LapseWatch {
-        let (stop, runs, lapses) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let (s, r, l) = (stop.clone(), runs.clone(), lapses.clone());
-        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-            let ns = std::fs::File::open(format!("/run/netns/{net_name}"))?;
-            // SAFETY: setns on this thread only, with an open namespace file.
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0
-            {
-                anyhow::bail!("setns: {}", std::io::Error::last_os_error());
-            }
-            let blocked =
-                Frame::ip(IpAddr::V4(CLIENT), IpAddr::V4(BLOCKED), L4::tcp(40000, 443)).bytes();
-            let allowed = Frame::ip(
-                IpAddr::V4(CLIENT),
-                IpAddr::V4(INTERNET),
-                L4::tcp(40000, 443),
-            )
-            .bytes();
-            while !s.load(Ordering::Relaxed) {
-                let (a, _) = runner.run(lan, &blocked, 1)?;
-                let (b, _) = runner.run(lan, &allowed, 1)?;
-                r.fetch_add(2, Ordering::Relaxed);
-                l.fetch_add(
-                    u64::from(a != XDP_DROP) + u64::from(b != XDP_PASS),
-                    Ordering::Relaxed,
-                );
-            }
-            Ok(())
-        });
-        LapseWatch {
-            stop,
-            runs,
-            lapses,
-            thread,
-        }
-    }
-
-    fn finish(self) -> anyhow::Result<(u64, u64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("lapse watcher panicked"))??;
-        Ok((
-            self.runs.load(Ordering::Relaxed),
-            self.lapses.load(Ordering::Relaxed),
-        ))
-    }
+/// Compiles `policy` and applies it while a [`LapseWatch`] checks that the blocked host stays
+/// dropped and the Internet server stays reachable.
+fn compile_and_apply(
+    dp: &mut gateway_dataplane::Dataplane,
+    net: &TestNet,
+    profile: &gateway_policy::Profile,
+    policy: &Path,
+    generation: u64,
+) -> anyhow::Result<Applied> {
+    let t = Instant::now();
+    let compiled = gateway_policy::compile(policy, profile)
+        .with_context(|| format!("compiling {}", policy.display()))?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let entries = compiled.image.entry_count();
+    let tcp =
+        |dst: Ipv4Addr| Frame::ip(IpAddr::V4(CLIENT), IpAddr::V4(dst), L4::tcp(40000, 443)).bytes();
+    let watch = LapseWatch::start(
+        net,
+        dp.runner(Program::Gateway)?,
+        net.ifindex_of(Role::Lan),
+        tcp(BLOCKED),
+        tcp(INTERNET),
+    );
+    let report = dp.apply(Arc::new(compiled.image), generation)?;
+    let (runs, lapses) = watch.finish()?;
+    Ok(Applied {
+        compile_ms,
+        entries,
+        report,
+        runs,
+        lapses,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -263,19 +241,14 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
     for n in SIZES {
         let feed = write_feed(dir, n)?;
         let policy = write_policy(dir, &feed, None)?;
-        let t = Instant::now();
-        let compiled = gateway_policy::compile(&policy, profile)
-            .with_context(|| format!("compiling {}", policy.display()))?;
-        let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-        let entries = compiled.image.entry_count();
         generation += 1;
-        let watch = LapseWatch::start(
-            dp.runner(Program::Gateway)?,
-            net.name.clone(),
-            net.ifindex_of(Role::Lan),
-        );
-        let report = dp.apply(Arc::new(compiled.image), generation)?;
-        let (runs, lapses) = watch.finish()?;
+        let Applied {
+            compile_ms,
+            entries,
+            report,
+            runs,
+            lapses,
+        } = compile_and_apply(&mut dp, &net, profile, &policy, generation)?;
         let mem: u64 = dp.map_memory().iter().map(|(_, b)| b).sum();
         println!(
             "\n{n} feed entries ({entries} map entries): compile {compile_ms:.0} ms, apply {:.0} ms ({} written, {} deleted); \
@@ -314,17 +287,14 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
         println!();
         for (i, extra) in ["192.0.2.99/32", "192.0.2.98/32"].iter().enumerate() {
             let policy = write_policy(dir, &feed, Some(extra))?;
-            let t = Instant::now();
-            let compiled = gateway_policy::compile(&policy, profile)?;
-            let compile_ms = t.elapsed().as_secs_f64() * 1e3;
             generation += 1;
-            let watch = LapseWatch::start(
-                dp.runner(Program::Gateway)?,
-                net.name.clone(),
-                net.ifindex_of(Role::Lan),
-            );
-            let report = dp.apply(Arc::new(compiled.image), generation)?;
-            let (runs, lapses) = watch.finish()?;
+            let Applied {
+                compile_ms,
+                report,
+                runs,
+                lapses,
+                ..
+            } = compile_and_apply(&mut dp, &net, profile, &policy, generation)?;
             println!(
                 "1M policy, edit {}: compile {compile_ms:.0} ms, apply {:.0} ms ({} written, {} deleted), {lapses} lapses in {runs} verdicts",
                 i + 1,

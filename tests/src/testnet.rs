@@ -253,3 +253,50 @@ impl XdpHarness {
         Ok(self.dp.run_frame(&self.runner, ingress_ifindex, frame)?)
     }
 }
+
+/// Runs a frame the policy must drop and one it must pass through the program, over and over on
+/// another thread, while the caller swaps policies; every other verdict is a lapse.
+pub struct LapseWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<(u64, u64)>>,
+}
+
+impl LapseWatch {
+    pub fn start(
+        net: &TestNet,
+        runner: Runner,
+        ingress: u32,
+        blocked: Vec<u8>,
+        allowed: Vec<u8>,
+    ) -> LapseWatch {
+        use gateway_dataplane::{XDP_DROP, XDP_PASS};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let netns = format!("/run/netns/{}", net.name);
+        let thread = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+            // BPF_PROG_TEST_RUN resolves the ingress port in the calling thread's namespace.
+            let ns = std::fs::File::open(&netns).with_context(|| netns.clone())?;
+            // SAFETY: setns changes only this thread's namespace, to an open namespace file.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns into {netns}: {}", std::io::Error::last_os_error());
+            }
+            let (mut runs, mut lapses) = (0u64, 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let (a, _) = runner.run(ingress, &blocked, 1)?;
+                let (b, _) = runner.run(ingress, &allowed, 1)?;
+                runs += 2;
+                lapses += u64::from(a != XDP_DROP) + u64::from(b != XDP_PASS);
+            }
+            Ok((runs, lapses))
+        });
+        LapseWatch { stop, thread }
+    }
+
+    /// Stops the watcher: (verdicts checked, lapses).
+    pub fn finish(self) -> anyhow::Result<(u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("lapse watcher panicked"))?
+    }
+}

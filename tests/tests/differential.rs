@@ -9,7 +9,7 @@ use gateway_reference::{Ports, StaticRoutes, evaluate};
 use gateway_tests::{
     corpus::{CorpusAddrs, corpus, corpus_image, corpus_routes},
     r#gen::{Universe, arb_frame, arb_image},
-    testnet::{TestNet, XdpHarness},
+    testnet::{LapseWatch, TestNet, XdpHarness},
 };
 use proptest::{
     collection::vec,
@@ -187,7 +187,6 @@ fn random_policies_and_packets_agree_between_xdp_and_reference() -> anyhow::Resu
 #[test]
 fn swapping_policies_never_lapses() -> anyhow::Result<()> {
     use gateway_tests::corpus::{Frame, L4};
-    use std::sync::atomic::{AtomicBool, Ordering};
     let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
     let addrs = corpus_addrs(&h.net);
     let base = corpus_image(&addrs);
@@ -202,35 +201,18 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
     let blocked = Frame::ip(addrs.v4.client, addrs.v4.blocked_exact, L4::tcp(40000, 443)).bytes();
     let allowed = Frame::ip(addrs.v4.client, addrs.v4.internet, L4::tcp(40000, 443)).bytes();
     h.dp.apply(Arc::new(base.clone()), 1)?;
-    let lan = addrs.lan_if;
-    let watcher = h.dp.runner(gateway_dataplane::Program::Gateway)?;
-    let ns = h.net.name.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
-        let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
-        // SAFETY: setns on this thread only, with an open namespace file.
-        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
-            anyhow::bail!("setns: {}", std::io::Error::last_os_error());
-        }
-        let (mut runs, mut lapses) = (0u64, 0u64);
-        while !stop2.load(Ordering::Relaxed) {
-            let (a, _) = watcher.run(lan, &blocked, 1)?;
-            let (b, _) = watcher.run(lan, &allowed, 1)?;
-            runs += 2;
-            lapses += u64::from(a != gateway_dataplane::XDP_DROP)
-                + u64::from(b != gateway_dataplane::XDP_PASS);
-        }
-        Ok((runs, lapses))
-    });
+    let watch = LapseWatch::start(
+        &h.net,
+        h.dp.runner(gateway_dataplane::Program::Gateway)?,
+        addrs.lan_if,
+        blocked,
+        allowed,
+    );
     for generation in 2..22u64 {
         let img = if generation % 2 == 0 { &bigger } else { &base };
         h.dp.apply(Arc::new(img.clone()), generation)?;
     }
-    stop.store(true, Ordering::Relaxed);
-    let (runs, lapses) = thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    let (runs, lapses) = watch.finish()?;
     assert!(runs > 0, "the watcher never ran");
     assert_eq!(
         lapses, 0,

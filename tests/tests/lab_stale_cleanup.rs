@@ -5,20 +5,6 @@
 use anyhow::{Context, Result, ensure};
 use gateway_tests::lab::{self, LabId, Side};
 
-fn lab_namespaces(id: LabId) -> Result<Vec<String>> {
-    let prefix = format!("{}{id}-", lab::NAME_PREFIX);
-    let mut found = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/run/netns") {
-        for entry in dir {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                found.push(name);
-            }
-        }
-    }
-    Ok(found)
-}
-
 #[test]
 fn stale_labs_of_dead_processes_are_removed() -> Result<()> {
     lab::ensure_root()?;
@@ -54,9 +40,9 @@ fn stale_labs_of_dead_processes_are_removed() -> Result<()> {
         "cleanup_stale did not report {dead}: {removed:?}"
     );
     ensure!(
-        lab_namespaces(dead)?.is_empty(),
+        dead.existing_namespaces()?.is_empty(),
         "namespaces left: {:?}",
-        lab_namespaces(dead)?
+        dead.existing_namespaces()?
     );
     ensure!(
         !dead.run_dir().exists(),

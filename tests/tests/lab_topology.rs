@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use anyhow::{Result, ensure};
-use gateway_tests::lab::{self, Expect, Lab, LabId, Probe, Side, addr};
+use gateway_tests::lab::{Expect, Lab, Probe, Side, addr};
 
 /// Host settings the lab must never touch.
 fn host_forwarding() -> Result<(String, String)> {
@@ -14,29 +14,15 @@ fn host_forwarding() -> Result<(String, String)> {
     Ok((v4, v6))
 }
 
-fn lab_namespaces(id: LabId) -> Result<Vec<String>> {
-    let prefix = format!("{}{id}-", lab::NAME_PREFIX);
-    let mut found = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/run/netns") {
-        for entry in dir {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                found.push(name);
-            }
-        }
-    }
-    Ok(found)
-}
-
 #[test]
 fn plain_forwarding_reaches_every_side_and_teardown_leaves_nothing() -> Result<()> {
     let host_before = host_forwarding()?;
     let mut lab = Lab::up()?;
     let id = lab.id();
     ensure!(
-        lab_namespaces(id)?.len() == 4,
+        id.existing_namespaces()?.len() == 4,
         "expected 4 namespaces, found {:?}",
-        lab_namespaces(id)?
+        id.existing_namespaces()?
     );
     ensure!(
         lab.pin_dir().exists(),
@@ -106,9 +92,9 @@ fn plain_forwarding_reaches_every_side_and_teardown_leaves_nothing() -> Result<(
     let run_dir = lab.run_dir();
     lab.teardown()?;
     ensure!(
-        lab_namespaces(id)?.is_empty(),
+        id.existing_namespaces()?.is_empty(),
         "namespaces left behind: {:?}",
-        lab_namespaces(id)?
+        id.existing_namespaces()?
     );
     ensure!(!run_dir.exists(), "{} left behind", run_dir.display());
     ensure!(

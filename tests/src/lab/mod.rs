@@ -140,6 +140,14 @@ impl LabId {
     pub fn run_dir(&self) -> PathBuf {
         PathBuf::from(format!("{RUN_DIR_PREFIX}{self}"))
     }
+
+    /// The namespaces of this lab that exist right now.
+    pub fn existing_namespaces(&self) -> Result<Vec<String>> {
+        Ok(netns::list_namespaces()?
+            .into_iter()
+            .filter(|n| LabId::of_namespace(n).is_some_and(|(id, _)| id == *self))
+            .collect())
+    }
 }
 
 /// One lab. Build it with [`Lab::up`]; dropping it tears everything down.
