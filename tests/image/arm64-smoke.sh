@@ -21,12 +21,9 @@ while [ $# -gt 0 ]; do
     *) echo "arm64-smoke: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-T0=$(date +%s)
-log() { printf '[arm64-smoke +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
-if [ "$(id -u)" != 0 ]; then
-  echo "arm64-smoke: SKIPPED — needs root (image build). Nothing was tested." >&2
-  exit 0
-fi
+# shellcheck source=tests/image/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+test_init arm64-smoke "image build"
 RUN=$(mktemp -d /tmp/gateway-arm64-smoke.XXXXXX)
 QEMU_PID="" WATCHDOG_PID=""
 cleanup() {

@@ -34,12 +34,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-T0=$(date +%s)
-log() { printf '[boot-test +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
-if [ "$(id -u)" != 0 ]; then
-  echo "boot-test: SKIPPED — needs root (namespaces, taps, image build). Nothing was tested." >&2
-  exit 0
-fi
+# shellcheck source=tests/image/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+test_init boot-test "namespaces, taps, image build"
 
 ID=$$
 NS_LAN=gbt-lan-$ID NS_DED=gbt-ded-$ID NS_INET=gbt-inet-$ID

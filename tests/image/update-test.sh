@@ -29,12 +29,9 @@ while [ $# -gt 0 ]; do
     *) echo "update-test: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-T0=$(date +%s)
-log() { printf '[update-test +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
-if [ "$(id -u)" != 0 ]; then
-  echo "update-test: SKIPPED — needs root (qemu, image files owned by root). Nothing was tested." >&2
-  exit 0
-fi
+# shellcheck source=tests/image/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+test_init update-test "qemu, image files owned by root"
 RUN=$(mktemp -d /tmp/gateway-update-test.XXXXXX)
 QEMU_PID="" WATCHDOG_PID=""
 PASSED=0 FAILED=0
