@@ -314,7 +314,6 @@ fn record(
 ) {
     let hash = gateway_policy::image::hex(&image.hash());
     let entry = journal::Entry {
-        unix_time: 0,
         generation,
         image_hash: &hash,
         policy,
