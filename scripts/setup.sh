@@ -7,8 +7,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -----------------------------------------------------------------------------
 # iproute2: namespaces and veth for the lab; nftables: NAT/stateful filtering; bpftool: inspection;
-# iputils-ping, netcat-openbsd, socat: real traffic in the lab tests.
-APT_PACKAGES=(iproute2 nftables bpftool iputils-ping netcat-openbsd socat procps kmod)
+# iputils-ping, netcat-openbsd, socat, curl: real traffic in the lab tests. The SOC's own tools, which
+# the telemetry tests point at the gateway: nfdump (nfcapd collector), tshark (IPFIX over TCP decoder),
+# prometheus (promtool), rsyslog + rsyslog-openssl (syslog receiver over TCP and TLS), openssl.
+APT_PACKAGES=(iproute2 nftables bpftool iputils-ping netcat-openbsd socat procps kmod curl openssl
+  nfdump tshark prometheus rsyslog rsyslog-openssl)
 # shellcheck source=scripts/apt.sh
 . "$(dirname "$0")/apt.sh"
 apt_ensure "${APT_PACKAGES[@]}"

@@ -6,7 +6,8 @@
 //! - the time to compile and to apply each policy (the 1M one is the figure the issue asks for), an
 //!   incremental apply of one changed entry, and the kernel memory the maps hold;
 //! - while each policy is applied, another thread keeps running a blocked and an allowed packet
-//!   through the program: any wrong verdict during the swap is a lapse, and is counted.
+//!   through the program: any wrong verdict during the swap is a lapse, and is counted;
+//! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`).
 //!
 //! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh). Figures are printed,
 //! never asserted: these machines are shared and noisy; compare ratios within one run.
@@ -17,6 +18,8 @@ use std::{
     sync::Arc,
     time::Instant,
 };
+
+mod export;
 
 use anyhow::Context as _;
 use gateway_common::Role;
@@ -212,7 +215,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let result = run(harness, &profile, &dir);
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    result?;
+    export::run()
 }
 
 fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> anyhow::Result<()> {

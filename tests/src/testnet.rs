@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use gateway_common::{Role, values::DatapathConfig};
-use gateway_dataplane::{Dataplane, Persistence, Program, RunOutcome, Runner};
+use gateway_dataplane::{Dataplane, LoadOptions, Persistence, Program, RunOutcome, Runner};
 use gateway_reference::{Egress, Ports, StaticRoutes};
 use ipnet::IpNet;
 
@@ -145,6 +145,29 @@ impl TestNet {
             .unwrap_or(0)
     }
 
+    /// The corpus topology (tests/src/corpus.rs) with this namespace's real ifindexes.
+    pub fn corpus_addrs(&self) -> crate::corpus::CorpusAddrs {
+        crate::corpus::CorpusAddrs {
+            lan_if: self.ifindex_of(Role::Lan),
+            dedicated_if: self.ifindex_of(Role::Dedicated),
+            internet_if: self.ifindex_of(Role::Internet),
+            unknown_if: self.spare,
+            ..crate::corpus::CorpusAddrs::example()
+        }
+    }
+
+    /// Moves the calling thread into the namespace named `name` (for threads that only have the
+    /// name: BPF_PROG_TEST_RUN resolves the ingress port in the calling thread's namespace).
+    pub fn enter_by_name(name: &str) -> anyhow::Result<()> {
+        let path = format!("/run/netns/{name}");
+        let ns = std::fs::File::open(&path).with_context(|| path.clone())?;
+        // SAFETY: setns changes only this thread's namespace, to an open namespace file.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns into {path}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The reference model's view of the port map.
     pub fn reference_ports(&self) -> Ports {
         self.ports.iter().map(|(r, _, i)| (*i, *r)).collect()
@@ -238,10 +261,19 @@ pub struct XdpHarness {
 impl XdpHarness {
     /// Builds the namespace, enters it on the calling thread and programs `routes(net)`.
     pub fn new(routes: impl FnOnce(&TestNet) -> StaticRoutes) -> anyhow::Result<XdpHarness> {
+        Self::with_options(routes, LoadOptions::default())
+    }
+
+    /// As [`XdpHarness::new`], with the load-time sizes of `options` (a profile's `[datapath]`).
+    pub fn with_options(
+        routes: impl FnOnce(&TestNet) -> StaticRoutes,
+        options: LoadOptions,
+    ) -> anyhow::Result<XdpHarness> {
         let net = TestNet::create()?;
         net.enter()?;
         net.install_routes(&routes(&net))?;
-        let mut dp = Dataplane::load(Persistence::Ephemeral, DatapathConfig::DEFAULT)?;
+        let mut dp =
+            Dataplane::load_with(Persistence::Ephemeral, DatapathConfig::DEFAULT, options)?;
         let bindings: Vec<_> = net.ports.iter().map(|(r, _, i)| (*i, *r)).collect();
         dp.bind_ports(&bindings)?;
         let runner = dp.runner(Program::Gateway)?;

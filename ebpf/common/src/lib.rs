@@ -11,6 +11,9 @@
 //! reads the active slot once per packet, so every packet is judged by exactly one policy.
 #![no_std]
 
+pub mod dname;
+pub mod event;
+pub mod flow;
 pub mod keys;
 pub mod maps;
 pub mod reason;

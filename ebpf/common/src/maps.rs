@@ -18,9 +18,15 @@ pub const GOVNET4: &str = "GOVNET4";
 pub const GOVNET6: &str = "GOVNET6";
 pub const ALLOW4: &str = "ALLOW4";
 pub const ALLOW6: &str = "ALLOW6";
+/// Telemetry (see `flow` and `event`): soft state the kernel writes, userspace reads.
+pub const FLOWS: &str = "FLOWS";
+pub const FLOW_STATS: &str = "FLOW_STATS";
+pub const EVENTS: &str = "EVENTS";
+pub const EVENT_STATS: &str = "EVENT_STATS";
+pub const ALERT_LIMIT: &str = "ALERT_LIMIT";
 
 /// Every map, for pinning and adoption.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 21] = [
     ACTIVE,
     SETTINGS,
     PORTS,
@@ -37,7 +43,17 @@ pub const ALL: [&str; 16] = [
     GOVNET6,
     ALLOW4,
     ALLOW6,
+    FLOWS,
+    FLOW_STATS,
+    EVENTS,
+    EVENT_STATS,
+    ALERT_LIMIT,
 ];
+
+/// The telemetry maps among [`ALL`]: counters and records only, no policy. A pinned one whose shape
+/// no longer matches what the program declares (e.g. the profile changed the flow table size) can be
+/// replaced by a fresh one without touching enforcement.
+pub const TELEMETRY: [&str; 5] = [FLOWS, FLOW_STATS, EVENTS, EVENT_STATS, ALERT_LIMIT];
 
 /// Generation slots.
 pub const SLOTS: u32 = 2;
@@ -53,6 +69,16 @@ pub const BLOCK4_LPM_PER_SLOT: u32 = 1_200_000;
 pub const BLOCK6_EXACT_PER_SLOT: u32 = 1 << 18;
 pub const BLOCK6_LPM_PER_SLOT: u32 = 262_144;
 pub const SMALL_PER_SLOT: u32 = 16_384;
+
+/// Flow table entries unless the hardware profile says otherwise (`flow::FLOW_ENTRIES_*`); the
+/// loader overrides the declared size with `EbpfLoader::map_max_entries`.
+pub const FLOWS_DEFAULT_ENTRIES: u32 = crate::flow::FLOW_ENTRIES_DEFAULT;
+/// Event ring buffer: 1 MiB holds over 13,000 drop events (72 bytes + an 8-byte header each).
+pub const EVENTS_BYTES: u32 = 1 << 20;
+/// Rate-limit state: one entry per (family, reason, source) recently dropped; LRU, so a flood of
+/// random sources evicts old keys rather than failing (each new key then gets its burst: a
+/// random-source flood is bounded by the ring buffer, not by this map). 16,384 entries: ~1.8 MiB.
+pub const ALERT_LIMIT_ENTRIES: u32 = 16_384;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;

@@ -93,8 +93,17 @@ pub struct Settings {
     pub generation: u64,
     /// SHA-256 of the compiled map image, for `status`.
     pub image_hash: [u8; 32],
+    /// Drop events sent per (source, reason) and window; the rest are counted as suppressed.
+    /// 0 sends none.
+    pub alert_burst: u32,
+    /// The rate-limit window in milliseconds; 0 = no limit.
+    pub alert_window_ms: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 48);
+const _: () = assert!(core::mem::size_of::<Settings>() == 56);
+
+/// The drop-event rate limit of a policy unless it says otherwise, and of a slot without a policy.
+pub const ALERT_BURST_DEFAULT: u32 = 20;
+pub const ALERT_WINDOW_MS_DEFAULT: u32 = 1000;
 
 /// Drop every non-first IPv4/IPv6 fragment instead of judging it on its addresses alone.
 pub const SETTING_DROP_FRAGMENTS: u32 = 1 << 0;
@@ -105,6 +114,8 @@ impl Settings {
         flags: 0,
         generation: 0,
         image_hash: [0; 32],
+        alert_burst: ALERT_BURST_DEFAULT,
+        alert_window_ms: ALERT_WINDOW_MS_DEFAULT,
     };
 }
 

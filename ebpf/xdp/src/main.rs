@@ -1,19 +1,37 @@
-//! The gateway's XDP program. Entry points only: parsing, policy, routing and stats live in their own
-//! modules. One entry shape, one exit: `judge` computes a [`Reason`], the exit counts it and turns it
-//! into an XDP action; nothing fails open.
+//! The gateway's XDP program. Entry points only: parsing, policy, routing, stats, flow accounting and
+//! drop events live in their own modules. One entry shape, one exit: `judge` computes a [`Reason`]
+//! (with its attribution), the exit counts it, accounts the flow, reports a drop and turns it into an
+//! XDP action; nothing fails open.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write on shared map values (see atomic.rs): the nested eBPF build runs with
+// RUSTC_BOOTSTRAP already (for -Z build-std).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod atomic;
+mod events;
+mod flows;
 mod maps;
+mod mem;
 mod parse;
 mod policy;
 mod route;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use gateway_common::{Reason, Role, Verdict, values::SETTING_DROP_FRAGMENTS};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use gateway_common::{
+    Reason, Role, Verdict,
+    values::{ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DROP_FRAGMENTS},
+};
 
-use crate::parse::Parsed;
+use crate::{
+    events::{Dropped, Limit},
+    parse::{Packet, Parsed},
+    policy::Decision,
+};
 
 /// Load-time options, set by the loader with `EbpfLoader::set_global`.
 #[unsafe(no_mangle)]
@@ -23,9 +41,50 @@ static DATAPATH_CONFIG: gateway_common::values::DatapathConfig =
 /// The data path attached to every gateway port.
 #[xdp]
 pub fn gateway(ctx: XdpContext) -> u32 {
-    let (row, reason) = judge(&ctx);
-    stats::record(row, reason, ctx.data_end() - ctx.data());
-    match reason.verdict() {
+    let bytes = ctx.data_end() - ctx.data();
+    let mut pkt = Packet::EMPTY;
+    let j = judge(&ctx, &mut pkt);
+    let reason = j.decision.reason;
+    stats::record(j.row, reason, bytes);
+    let verdict = reason.verdict();
+    if j.flow || verdict == Verdict::Drop {
+        telemetry(ctx.ingress_ifindex() as u32, &pkt, &j, bytes as u32);
+    }
+    action(verdict)
+}
+
+/// Flow accounting and the drop event of one judged packet. A function of its own (a BPF
+/// subprogram), like `judge`, so the two stack frames are never stacked on each other.
+#[inline(never)]
+fn telemetry(ingress: u32, pkt: &Packet, j: &Judgement, bytes: u32) {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut room = core::mem::MaybeUninit::uninit();
+    let key = if j.ip {
+        Some(flows::key(&mut room, ingress, pkt))
+    } else {
+        None
+    };
+    if let (true, Some(key)) = (j.flow, key) {
+        flows::account(now, key, pkt, &j.decision, bytes as u64);
+    }
+    if j.decision.reason.verdict() == Verdict::Drop {
+        events::dropped(&Dropped {
+            now,
+            key,
+            ingress,
+            row: j.row,
+            decision: j.decision,
+            tcp_flags: pkt.tcp_flags,
+            bytes,
+            limit: j.limit,
+        });
+    }
+}
+
+#[inline(always)]
+fn action(verdict: Verdict) -> u32 {
+    match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     }
@@ -37,32 +96,73 @@ pub fn pass_only(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Pre-checks, parsing, then the verdict order of the ingress role (see `Reason`'s documentation).
-/// Returns the stats row (role, or unknown) with the reason.
-#[inline(always)]
-fn judge(ctx: &XdpContext) -> (u32, Reason) {
-    let Some(role) = maps::port_role(ctx.ingress_ifindex() as u32) else {
-        return (Role::UNKNOWN_ROW, Reason::UnknownPort);
+/// A verdict and what the exit needs to count it, account its flow and report a drop.
+struct Judgement {
+    /// Stats row: the ingress role, or `Role::UNKNOWN_ROW`.
+    row: u32,
+    decision: Decision,
+    /// The frame parsed as IP (the packet was written to the caller's `Packet`).
+    ip: bool,
+    /// The packet belongs in the flow table: IP, on one of our ports, judged by a policy.
+    flow: bool,
+    /// The drop-event rate limit of the policy in force (defaults without one).
+    limit: Limit,
+}
+
+/// Parsing, pre-checks, then the verdict order of the ingress role (see `Reason`'s documentation).
+/// The frame is parsed first (so a drop event for an unknown port or a missing policy can still
+/// name the addresses), but the reasons keep the spec's order: port, policy, then parsing. A
+/// function of its own (a BPF subprogram): with flow accounting and drop events beside it, one
+/// inlined frame would exceed the 512-byte BPF stack.
+#[inline(never)]
+fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
+    let parsed = parse::parse(ctx, pkt);
+    let mut j = Judgement {
+        row: Role::UNKNOWN_ROW,
+        decision: Decision::plain(Reason::UnknownPort),
+        ip: parsed == Parsed::Ip,
+        flow: false,
+        limit: Limit {
+            burst: ALERT_BURST_DEFAULT,
+            window_ms: ALERT_WINDOW_MS_DEFAULT,
+        },
     };
-    let row = role as u32;
+    let Some(role) = maps::port_role(ctx.ingress_ifindex() as u32) else {
+        return j;
+    };
+    j.row = role as u32;
     let slot = maps::active_slot();
     let Some(settings) = maps::settings(slot) else {
-        return (row, Reason::NoPolicy);
+        j.decision = Decision::plain(Reason::NoPolicy);
+        return j;
     };
-    let pkt = match parse::parse(ctx) {
-        Parsed::NonIp => return (row, Reason::NonIp),
-        Parsed::Malformed => return (row, Reason::Malformed),
-        Parsed::Ip(pkt) => pkt,
+    j.limit = Limit {
+        burst: settings.alert_burst,
+        window_ms: settings.alert_window_ms,
     };
-    if pkt.later_fragment && settings.flags & SETTING_DROP_FRAGMENTS != 0 {
-        return (row, Reason::Fragment);
+    match parsed {
+        Parsed::NonIp => {
+            j.decision = Decision::plain(Reason::NonIp);
+            return j;
+        }
+        Parsed::Malformed => {
+            j.decision = Decision::plain(Reason::Malformed);
+            return j;
+        }
+        Parsed::Ip => {}
     }
-    let reason = match role {
-        Role::Lan => policy::lan_ingress(ctx, slot, &pkt),
-        Role::Dedicated => policy::dedicated_ingress(ctx, &pkt, slot),
-        Role::Internet => policy::internet_ingress(ctx, slot, &pkt),
+    let pkt = &*pkt;
+    j.flow = true;
+    if pkt.later_fragment && settings.flags & SETTING_DROP_FRAGMENTS != 0 {
+        j.decision = Decision::plain(Reason::Fragment);
+        return j;
+    }
+    j.decision = match role {
+        Role::Lan => policy::lan_ingress(ctx, slot, pkt),
+        Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
+        Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };
-    (row, reason)
+    j
 }
 
 fn config_flags() -> u32 {

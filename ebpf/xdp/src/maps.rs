@@ -1,12 +1,15 @@
-//! The program's maps and typed lookups over them. Userspace writes every map here except `STATS`.
+//! The program's maps and typed lookups over them. Userspace writes every map here except `STATS`
+//! and the telemetry maps.
 //! Policy maps carry the generation slot as the first key byte (see gateway_common's crate docs).
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use gateway_common::{
     Role,
+    event::{AlertKey, AlertState, EVENT_STATS_LEN},
+    flow::{FLOW_STATS_LEN, FlowKey, FlowValue},
     keys::{self, Allow4Key, Allow6Key, V4Key, V6Key},
     maps as m,
     values::{AllowSet, Counter, PortConf, Settings},
@@ -61,6 +64,32 @@ pub static ALLOW4: LpmTrie<Allow4Key, AllowSet> =
 pub static ALLOW6: LpmTrie<Allow6Key, AllowSet> =
     LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
 
+// Telemetry: written by the kernel, read (and for FLOWS, pruned) by userspace. The flow table is
+// preallocated (LRU maps always are): its memory is fixed by the profile's `flow_entries`, which the
+// loader sets in place of this declared default.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(m::FLOWS_DEFAULT_ENTRIES, 0);
+#[map]
+pub static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOW_STATS_LEN, 0);
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(m::EVENTS_BYTES, 0);
+#[map]
+pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_STATS_LEN, 0);
+#[map]
+pub static ALERT_LIMIT: LruHashMap<AlertKey, AlertState> =
+    LruHashMap::with_max_entries(m::ALERT_LIMIT_ENTRIES, 0);
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(cell) = map.get_ptr_mut(index) {
+        // SAFETY: this CPU's cell of a per-CPU array; XDP runs with preemption disabled, so nothing
+        // else writes it concurrently.
+        unsafe { *cell += 1 };
+    }
+}
+
 /// Role of the port with this ifindex, if it is one of ours.
 #[inline(always)]
 pub fn port_role(ifindex: u32) -> Option<Role> {
@@ -88,16 +117,25 @@ pub fn settings(slot: u8) -> Option<&'static Settings> {
 const FULL4: u32 = keys::addr_prefix_len(32);
 const FULL6: u32 = keys::addr_prefix_len(128);
 
+/// The feed blocking this address (exact entry first, then any prefix), if any.
 #[inline(always)]
-pub fn blocked4(slot: u8, addr: [u8; 4]) -> bool {
+pub fn blocked4(slot: u8, addr: [u8; 4]) -> Option<u32> {
     let k = keys::v4_key(slot, addr);
-    BLOCK4_EXACT.get_ptr(k).is_some() || BLOCK4_LPM.get(Key::new(FULL4, k)).is_some()
+    if let Some(feed) = BLOCK4_EXACT.get_ptr(k) {
+        // SAFETY: the pointer comes from a successful lookup and points at the entry's u32.
+        return Some(unsafe { *feed });
+    }
+    BLOCK4_LPM.get(Key::new(FULL4, k)).copied()
 }
 
 #[inline(always)]
-pub fn blocked6(slot: u8, addr: [u8; 16]) -> bool {
+pub fn blocked6(slot: u8, addr: [u8; 16]) -> Option<u32> {
     let k = keys::v6_key(slot, addr);
-    BLOCK6_EXACT.get_ptr(k).is_some() || BLOCK6_LPM.get(Key::new(FULL6, k)).is_some()
+    if let Some(feed) = BLOCK6_EXACT.get_ptr(k) {
+        // SAFETY: the pointer comes from a successful lookup and points at the entry's u32.
+        return Some(unsafe { *feed });
+    }
+    BLOCK6_LPM.get(Key::new(FULL6, k)).copied()
 }
 
 #[inline(always)]

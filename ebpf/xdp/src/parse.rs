@@ -8,6 +8,8 @@
 //! hop-by-hop / routing / destination-options / fragment headers in at most 512 bytes; TCP, UDP, ICMP,
 //! ICMPv6 headers checked to lie within the IP payload. Anything that breaks a rule is `Malformed`.
 //! A non-first fragment carries no L4 header: it is returned with `later_fragment` and no ports.
+//! Besides what the verdict needs, the TCP flag byte and the ICMP type and code are returned for
+//! flow accounting and drop events.
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use gateway_common::maps::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -42,6 +44,10 @@ pub struct Packet {
     pub has_ports: bool,
     /// A fragment other than the first: addresses and protocol only.
     pub later_fragment: bool,
+    /// The TCP flag byte (CWR ECE URG ACK PSH RST SYN FIN); 0 for other protocols.
+    pub tcp_flags: u8,
+    /// ICMP/ICMPv6 `[type, code]`; zero for other protocols.
+    pub icmp: [u8; 2],
 }
 
 impl Packet {
@@ -56,10 +62,30 @@ impl Packet {
     }
 }
 
+impl Packet {
+    /// What the caller's packet holds until an IP header is parsed into it. Fully initialised, so
+    /// no path leaves the verifier an unwritten register or stack slot to complain about.
+    pub const EMPTY: Packet = Packet {
+        addrs: Addrs::V6 {
+            src: [0; 16],
+            dst: [0; 16],
+        },
+        proto: 0,
+        sport: 0,
+        dport: 0,
+        has_ports: false,
+        later_fragment: false,
+        tcp_flags: 0,
+        icmp: [0; 2],
+    };
+}
+
+/// What the frame turned out to be; for `Ip` the packet was written to the caller's [`Packet`].
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
     NonIp,
     Malformed,
-    Ip(Packet),
+    Ip,
 }
 
 /// The frame's bounds.
@@ -96,24 +122,20 @@ impl Frame {
     }
 
     #[inline(always)]
-    fn u8_at(&self, off: usize) -> Option<u8> {
-        self.bytes::<1>(off).map(|b| b[0])
-    }
-
-    #[inline(always)]
     fn be16_at(&self, off: usize) -> Option<u16> {
         self.bytes::<2>(off).map(u16::from_be_bytes)
     }
 }
 
+/// Parses the frame; an IP packet is written to `out`, which is left alone otherwise.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
+pub fn parse(ctx: &XdpContext, out: &mut Packet) -> Parsed {
     let f = Frame {
         md: ctx.ctx,
         start: ctx.data(),
         len: ctx.data_end() - ctx.data(),
     };
-    match parse_frame(&f) {
+    match parse_frame(&f, out) {
         Some(p) => p,
         None => Parsed::Malformed,
     }
@@ -121,7 +143,7 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
 
 /// `None` means malformed.
 #[inline(always)]
-fn parse_frame(f: &Frame) -> Option<Parsed> {
+fn parse_frame(f: &Frame, out: &mut Packet) -> Option<Parsed> {
     let mut ethertype = f.be16_at(12)?;
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -132,8 +154,14 @@ fn parse_frame(f: &Frame) -> Option<Parsed> {
     }
     match ethertype {
         ETH_P_8021Q | ETH_P_8021AD => None, // a third tag: we will not guess what is inside
-        ETH_P_IP => parse_ipv4(f, off).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_ipv6(f, off).map(Parsed::Ip),
+        ETH_P_IP => {
+            *out = parse_ipv4(f, off)?;
+            Some(Parsed::Ip)
+        }
+        ETH_P_IPV6 => {
+            *out = parse_ipv6(f, off)?;
+            Some(Parsed::Ip)
+        }
         _ => Some(Parsed::NonIp),
     }
 }
@@ -164,6 +192,8 @@ fn parse_ipv4(f: &Frame, l3: usize) -> Option<Packet> {
         dport: 0,
         has_ports: false,
         later_fragment: frag_offset != 0,
+        tcp_flags: 0,
+        icmp: [0; 2],
     };
     if !pkt.later_fragment {
         parse_l4(f, &mut pkt, l3 + ihl, l3 + total, IPPROTO_ICMP)?;
@@ -192,6 +222,8 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
         dport: 0,
         has_ports: false,
         later_fragment: false,
+        tcp_flags: 0,
+        icmp: [0; 2],
     };
     let base = l3 + 40;
     let end = base + payload;
@@ -254,6 +286,7 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
                 return None;
             }
             set_ports(pkt, h[0], h[1], h[2], h[3]);
+            pkt.tcp_flags = h[13];
         }
         IPPROTO_UDP => {
             if l4 + 8 > end {
@@ -266,7 +299,8 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             if l4 + 4 > end {
                 return None;
             }
-            f.u8_at(l4 + 3)?;
+            let h = f.bytes::<4>(l4)?;
+            pkt.icmp = [h[0], h[1]];
         }
         _ => {}
     }

@@ -1,8 +1,10 @@
 //! The verdict order by ingress role. Keep these steps identical to `gateway_common::Reason`'s
-//! documentation, the compiler and the reference model.
+//! documentation, the compiler and the reference model. Besides the reason, each step says what
+//! decided it (feed or shared system) and where the FIB would send the packet, for flow records and
+//! drop events; neither changes the verdict.
 
 use aya_ebpf::programs::XdpContext;
-use gateway_common::{Reason, Role};
+use gateway_common::{Reason, Role, flow::NO_RULE};
 
 use crate::{
     maps,
@@ -10,17 +12,45 @@ use crate::{
     route::{self, Egress},
 };
 
+/// A reason with its attribution.
+#[derive(Clone, Copy)]
+pub struct Decision {
+    pub reason: Reason,
+    /// Feed id (blocklists), shared-system id (packets to a shared system), else `NO_RULE`.
+    pub rule: u32,
+    /// Egress ifindex of the last FIB lookup; 0 when none was made or it found no port.
+    pub egress: u32,
+}
+
+impl Decision {
+    #[inline(always)]
+    pub const fn new(reason: Reason, rule: u32, egress: u32) -> Decision {
+        Decision {
+            reason,
+            rule,
+            egress,
+        }
+    }
+
+    /// A decision of the pre-checks: no rule, no route.
+    #[inline(always)]
+    pub const fn plain(reason: Reason) -> Decision {
+        Decision::new(reason, NO_RULE, 0)
+    }
+}
+
 /// `lan` ingress: 1 blocklist, 2 (domain: not yet), 3 isolated, 4 shared system, 5 pass.
 #[inline(always)]
-pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Reason {
+pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Decision {
     // 1. Destination in a blocklist.
     let blocked = match pkt.addrs {
         Addrs::V4 { dst, .. } => maps::blocked4(slot, dst),
         Addrs::V6 { dst, .. } => maps::blocked6(slot, dst),
     };
-    if blocked {
-        return Reason::Blocklist;
+    if let Some(feed) = blocked {
+        return Decision::new(Reason::Blocklist, feed, 0);
     }
+    let mut egress = 0;
     // 3. An isolated host may only talk to the gateway itself or leave by the dedicated port towards
     //    the dedicated network (R11).
     let (isolated, dst_govnet) = match pkt.addrs {
@@ -28,12 +58,14 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Reason {
         Addrs::V6 { src, dst } => (maps::isolated6(slot, src), maps::govnet6(slot, dst)),
     };
     if isolated {
-        let ok = match route::egress(ctx, pkt) {
+        let route = route::egress(ctx, pkt);
+        egress = route.ifindex();
+        let ok = match route {
             Egress::Local => true,
             e => dst_govnet && e.role() == Some(Role::Dedicated),
         };
         if !ok {
-            return Reason::Isolated;
+            return Decision::new(Reason::Isolated, NO_RULE, egress);
         }
     }
     // 4. A shared system: the source must be allowed (R4), the route must be the dedicated one (R1).
@@ -47,17 +79,19 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Reason {
             Addrs::V6 { src, .. } => maps::allow6(slot, system, src),
         };
         let Some(allow) = allow else {
-            return Reason::NotAllowed;
+            return Decision::new(Reason::NotAllowed, system, egress);
         };
         if !admits(allow, pkt) {
-            return Reason::NotAllowed;
+            return Decision::new(Reason::NotAllowed, system, egress);
         }
-        if route::egress(ctx, pkt).role() != Some(Role::Dedicated) {
-            return Reason::SharedViaInternet;
+        let route = route::egress(ctx, pkt);
+        if route.role() != Some(Role::Dedicated) {
+            return Decision::new(Reason::SharedViaInternet, system, route.ifindex());
         }
+        return Decision::new(Reason::Pass, system, route.ifindex());
     }
     // 5.
-    Reason::Pass
+    Decision::new(Reason::Pass, NO_RULE, egress)
 }
 
 /// Whether any rule of the set admits the packet. The loop bound is the array size, so the verifier
@@ -78,7 +112,7 @@ fn admits(allow: &gateway_common::values::AllowSet, pkt: &Packet) -> bool {
 
 /// `dedicated` ingress: 1 foreign source, 2 anything forwarded anywhere but the lan.
 #[inline(always)]
-pub fn dedicated_ingress(ctx: &XdpContext, pkt: &Packet, slot: u8) -> Reason {
+pub fn dedicated_ingress(ctx: &XdpContext, pkt: &Packet, slot: u8) -> Decision {
     let (known, link_scope) = match pkt.addrs {
         Addrs::V4 { src, .. } => (maps::govnet4(slot, src), false),
         Addrs::V6 { src, .. } => (maps::govnet6(slot, src), link_scope_v6(&src)),
@@ -87,16 +121,22 @@ pub fn dedicated_ingress(ctx: &XdpContext, pkt: &Packet, slot: u8) -> Reason {
         // Neighbour discovery and MLD from the upstream router carry a link-local (or, for DAD, the
         // unspecified) source. A router never forwards such packets, so they can only be for the
         // gateway itself: let exactly those through, or IPv6 on the dedicated link cannot work.
-        if link_scope && matches!(route::egress(ctx, pkt), Egress::Local) {
-            return Reason::Pass;
+        if link_scope {
+            let route = route::egress(ctx, pkt);
+            if matches!(route, Egress::Local) {
+                return Decision::new(Reason::Pass, NO_RULE, 0);
+            }
+            return Decision::new(Reason::DedicatedForeign, NO_RULE, route.ifindex());
         }
-        return Reason::DedicatedForeign;
+        return Decision::plain(Reason::DedicatedForeign);
     }
-    match route::egress(ctx, pkt) {
+    let route = route::egress(ctx, pkt);
+    let reason = match route {
         Egress::Local => Reason::Pass,
-        e if e.role() == Some(Role::Lan) => Reason::Pass,
+        ref e if e.role() == Some(Role::Lan) => Reason::Pass,
         _ => Reason::CrossNetwork,
-    }
+    };
+    Decision::new(reason, NO_RULE, route.ifindex())
 }
 
 /// fe80::/10 or ::.
@@ -112,19 +152,20 @@ fn link_scope_v6(a: &[u8; 16]) -> bool {
 
 /// `internet` ingress: 1 blocked source, 2 spoofed government source, 3 forwarded to the dedicated port.
 #[inline(always)]
-pub fn internet_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Reason {
+pub fn internet_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Decision {
     let (blocked, spoofed) = match pkt.addrs {
         Addrs::V4 { src, .. } => (maps::blocked4(slot, src), maps::govnet4(slot, src)),
         Addrs::V6 { src, .. } => (maps::blocked6(slot, src), maps::govnet6(slot, src)),
     };
-    if blocked {
-        return Reason::BlocklistIn;
+    if let Some(feed) = blocked {
+        return Decision::new(Reason::BlocklistIn, feed, 0);
     }
     if spoofed {
-        return Reason::Spoofed;
+        return Decision::plain(Reason::Spoofed);
     }
-    if route::egress(ctx, pkt).role() == Some(Role::Dedicated) {
-        return Reason::CrossNetwork;
+    let route = route::egress(ctx, pkt);
+    if route.role() == Some(Role::Dedicated) {
+        return Decision::new(Reason::CrossNetwork, NO_RULE, route.ifindex());
     }
-    Reason::Pass
+    Decision::new(Reason::Pass, NO_RULE, route.ifindex())
 }

@@ -18,8 +18,8 @@ const FIB_NO_NEIGH: i64 = 7;
 
 /// The route of a packet, as far as the policy cares.
 pub enum Egress {
-    /// Forwarded out of this port (its role, if it is one of ours).
-    Port(Option<Role>),
+    /// Forwarded out of this port: its ifindex and its role, if it is one of ours.
+    Port { ifindex: u32, role: Option<Role> },
     /// Delivered to the gateway itself (or broadcast/multicast it does not forward).
     Local,
     /// No usable route: blackhole, unreachable, prohibited, forwarding disabled, …
@@ -30,17 +30,27 @@ impl Egress {
     #[inline(always)]
     pub fn role(&self) -> Option<Role> {
         match self {
-            Egress::Port(role) => *role,
+            Egress::Port { role, .. } => *role,
             _ => None,
+        }
+    }
+
+    /// The egress port for flow records; 0 when the packet is not forwarded out of a port.
+    #[inline(always)]
+    pub fn ifindex(&self) -> u32 {
+        match self {
+            Egress::Port { ifindex, .. } => *ifindex,
+            _ => 0,
         }
     }
 }
 
 #[inline(always)]
 pub fn egress(ctx: &XdpContext, pkt: &Packet) -> Egress {
+    let mut params = core::mem::MaybeUninit::<FibParams>::uninit();
     // SAFETY: bpf_fib_lookup is a plain C struct of integers and unions of integers; all-zero is a
     // valid value for every field.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let p = unsafe { crate::mem::zero(&mut params) };
     p.l4_protocol = pkt.proto;
     p.sport = pkt.sport.to_be();
     p.dport = pkt.dport.to_be();
@@ -67,13 +77,16 @@ pub fn egress(ctx: &XdpContext, pkt: &Packet) -> Egress {
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.ctx.cast(),
-            &mut p,
+            &raw mut *p,
             core::mem::size_of::<FibParams>() as i32,
             flags,
         )
     };
     match rc {
-        FIB_SUCCESS | FIB_NO_NEIGH => Egress::Port(crate::maps::port_role(p.ifindex)),
+        FIB_SUCCESS | FIB_NO_NEIGH => Egress::Port {
+            ifindex: p.ifindex,
+            role: crate::maps::port_role(p.ifindex),
+        },
         FIB_NOT_FWDED => Egress::Local,
         _ => Egress::Unroutable,
     }

@@ -3,20 +3,24 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
+use gateway_common::event::DropEvent;
 use gateway_common::{Reason, Verdict, values::DatapathConfig};
 use gateway_dataplane::{
-    ApplyReport, AttachedPort, Dataplane, DataplaneError, Persistence, XdpModeName,
+    ApplyReport, AttachedPort, Dataplane, DataplaneError, EventReader, LoadOptions, Persistence,
+    XdpModeName,
 };
-use gateway_policy::{PolicyError, image::MapImage, profile::Profile};
+use gateway_metrics::{Snapshot, snapshot as ms};
+use gateway_policy::{PolicyError, Summary, image::MapImage, profile::Profile};
 
 use crate::control::{
     ApplyResult, CounterJson, ErrorKind, ErrorReport, FeedStatus, PortStatus, Request, Response,
     StatsReport, StatusReport,
 };
 use crate::journal::{self, Journal};
+use crate::telemetry::{Telemetry, names::Names};
 
 /// Where the daemon keeps things.
 #[derive(Clone, Debug)]
@@ -40,6 +44,11 @@ pub enum StartError {
 
 pub struct Engine {
     dp: Dataplane,
+    telemetry: Telemetry,
+    /// Port and rule names of the image in force, for flow records and alerts.
+    names: Names,
+    /// What the policy in force is, for metrics.
+    in_force: InForce,
     /// The profile the ports were bound from; every policy compiles against it (a changed profile
     /// takes a restart, which rebinds the ports).
     profile: Profile,
@@ -57,6 +66,8 @@ struct Compiled {
     image: Arc<MapImage>,
     warnings: Vec<String>,
     took: Duration,
+    summary: Summary,
+    telemetry: gateway_policy::telemetry::Telemetry,
 }
 
 fn compile(policy: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
@@ -66,7 +77,29 @@ fn compile(policy: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
         image: Arc::new(c.image),
         warnings: c.warnings.iter().map(ToString::to_string).collect(),
         took: started.elapsed(),
+        summary: c.summary,
+        telemetry: c.telemetry,
     })
+}
+
+/// The policy in force as the metrics describe it.
+struct InForce {
+    summary: Summary,
+    /// The policy file's directory (feed paths in the summary are relative to it).
+    dir: PathBuf,
+    compile: Duration,
+    applied_at: SystemTime,
+}
+
+impl InForce {
+    fn new(c: &Compiled, policy: &Path) -> InForce {
+        InForce {
+            summary: c.summary.clone(),
+            dir: policy.parent().map(Path::to_owned).unwrap_or_default(),
+            compile: c.took,
+            applied_at: SystemTime::now(),
+        }
+    }
 }
 
 impl Engine {
@@ -85,10 +118,17 @@ impl Engine {
             resolved.push((spec.clone(), ifname, ifindex));
         }
 
-        let mut dp = Dataplane::load(
+        let mut dp = Dataplane::load_with(
             Persistence::Pinned(opts.pin_dir.clone()),
             DatapathConfig::DEFAULT,
+            LoadOptions::from_profile(&profile),
         )?;
+        for name in dp.replaced_pins() {
+            tracing::warn!(
+                map = name,
+                "pinned telemetry map had another size or layout; replaced by an empty one"
+            );
+        }
         let bindings: Vec<_> = resolved.iter().map(|(s, _, i)| (*i, s.role)).collect();
         dp.bind_ports(&bindings)?;
 
@@ -138,8 +178,18 @@ impl Engine {
             });
         }
         dp.pin_program()?;
-        Ok(Engine {
+        let names = Names::new(&ports, &compiled.image);
+        let in_force = InForce::new(&compiled, &opts.policy);
+        let telemetry = Telemetry::start(
+            compiled.telemetry.clone(),
+            dp.flow_table()?,
+            opts.state_dir.clone(),
+        );
+        let mut engine = Engine {
             dp,
+            telemetry,
+            names,
+            in_force,
             profile,
             profile_path: opts.profile.clone(),
             policy_path: opts.policy.clone(),
@@ -148,6 +198,114 @@ impl Engine {
             ports,
             last_apply,
             journal,
+        };
+        engine.publish_metrics();
+        Ok(engine)
+    }
+
+    /// The drop-event reader (once; the server loop owns it).
+    pub fn event_reader(&mut self) -> Result<EventReader, DataplaneError> {
+        self.dp.event_reader()
+    }
+
+    /// Once a second: flow sweep when due, fresh metrics.
+    pub fn tick(&mut self) {
+        self.telemetry.tick(&self.names);
+        self.publish_metrics();
+    }
+
+    /// A drop event from the data path → alert.
+    pub fn on_event(&mut self, ev: &DropEvent) {
+        self.telemetry.alert(
+            ev,
+            &self.names,
+            &self.in_force.summary.policy,
+            self.generation,
+        );
+    }
+
+    /// Reports every flow as ended and flushes exporters and alert sinks. Enforcement stays.
+    pub async fn shutdown(self) {
+        self.telemetry.shutdown(&self.names).await;
+    }
+
+    fn publish_metrics(&mut self) {
+        match self.snapshot() {
+            Ok(s) => self.telemetry.publish(s),
+            Err(e) => tracing::warn!(error = %chain(&e), "metrics not refreshed"),
+        }
+    }
+
+    /// Everything `/metrics` shows.
+    fn snapshot(&self) -> Result<Snapshot, DataplaneError> {
+        let mut verdicts = ms::VerdictCounters::default();
+        for row in self.dp.counters()? {
+            let role = gateway_policy::profile::parse_role(row.role);
+            verdicts.set(
+                role,
+                row.reason,
+                ms::Traffic {
+                    packets: row.packets,
+                    bytes: row.bytes,
+                },
+            );
+        }
+        let events = self.dp.event_stats()?;
+        let active = self.dp.active()?;
+        let summary = &self.in_force.summary;
+        let now = SystemTime::now();
+        Ok(Snapshot {
+            build: ms::Build {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                commit: option_env!("GATEWAY_GIT_COMMIT").map(str::to_owned),
+            },
+            verdicts,
+            flow_table: self.telemetry.flow_table_metrics(),
+            collectors: self.telemetry.collector_metrics(),
+            alert_events: ms::AlertEvents {
+                emitted: events.emitted,
+                suppressed: events.suppressed,
+                lost: events.lost + self.telemetry.unattributed(),
+            },
+            alert_sinks: self.telemetry.sink_metrics(),
+            policy: active.loaded.then(|| ms::PolicyStatus {
+                name: summary.policy.clone(),
+                version: summary.version.clone(),
+                hash: gateway_policy::image::hex(&active.image_hash),
+                generation: active.generation,
+                last_apply: self.last_apply,
+                applied_at: self.in_force.applied_at,
+                compile: self.in_force.compile,
+            }),
+            feeds: summary
+                .feeds
+                .iter()
+                .map(|f| ms::FeedStatus {
+                    name: f.name.clone(),
+                    kind: ms::FeedKind::Ip,
+                    entries: f.entries,
+                    age: f.path.as_ref().and_then(|p| {
+                        let modified = std::fs::metadata(self.in_force.dir.join(p))
+                            .and_then(|m| m.modified())
+                            .ok()?;
+                        now.duration_since(modified).ok()
+                    }),
+                })
+                .collect(),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| ms::PortStatus {
+                    name: p.name.clone(),
+                    role: p.role,
+                    ifname: p.ifname.clone(),
+                    xdp_mode: match p.mode {
+                        XdpModeName::Native => ms::XdpMode::Native,
+                        XdpModeName::Generic => ms::XdpMode::Generic,
+                    },
+                    attached: true,
+                })
+                .collect(),
         })
     }
 
@@ -216,6 +374,16 @@ impl Engine {
             },
         };
         self.policy_path = policy.to_owned();
+        // The telemetry section is not part of the image: it applies even when the image is
+        // unchanged.
+        self.names = Names::new(&self.ports, &self.image);
+        if !unchanged {
+            self.in_force = InForce::new(&compiled, policy);
+        } else {
+            self.in_force.summary = compiled.summary.clone();
+        }
+        self.telemetry.reconfigure(compiled.telemetry.clone());
+        self.publish_metrics();
         Response::Applied(ApplyResult {
             generation: report.generation,
             image_hash: gateway_policy::image::hex(&hash),

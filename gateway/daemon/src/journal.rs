@@ -83,10 +83,16 @@ mod tests {
         let journal = Journal::open(&dir)?;
         journal.record(entry(1))?;
         let text = std::fs::read_to_string(&journal.path)?;
-        let line: serde_json::Value = serde_json::from_str(text.trim()).map_err(std::io::Error::other)?;
+        let line: serde_json::Value =
+            serde_json::from_str(text.trim()).map_err(std::io::Error::other)?;
         assert_eq!(line["generation"], 1);
         assert_eq!(line["cause"], "apply");
-        assert!(line["unix_time"].as_u64().is_some_and(|t| t > 1_700_000_000), "{line}");
+        assert!(
+            line["unix_time"]
+                .as_u64()
+                .is_some_and(|t| t > 1_700_000_000),
+            "{line}"
+        );
 
         // Past the bound the file moves to .1 and a new one starts.
         std::fs::write(&journal.path, vec![b'x'; MAX_BYTES as usize + 1])?;

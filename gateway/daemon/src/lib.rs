@@ -2,12 +2,14 @@
 //!
 //! They speak newline-delimited JSON over a Unix socket (`control`): one request, one response per
 //! connection. `engine` is the daemon's state and the only place that changes the data path;
-//! `render` turns responses into the tables gatewayctl prints.
+//! `render` turns responses into the tables gatewayctl prints; `telemetry` sends flows, alerts and
+//! metrics to the SOC.
 pub mod control;
 pub mod engine;
 pub mod journal;
 pub mod render;
 pub mod server;
+pub mod telemetry;
 
 /// Default locations on the appliance.
 pub mod defaults {

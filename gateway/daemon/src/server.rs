@@ -14,6 +14,9 @@ use crate::{
     engine::Engine,
 };
 
+/// Flow sweeps and metrics refreshes run on this beat.
+const TICK: Duration = Duration::from_secs(1);
+
 /// A client that has not sent its request line by then is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,11 +27,30 @@ pub async fn serve(mut engine: Engine, socket: &Path) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut events = engine
+        .event_reader()
+        .map_err(|e| std::io::Error::other(crate::engine::chain(&e)))?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(socket = %socket.display(), "serving control requests");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = tick.tick() => engine.tick(),
+            event = events.next() => match event {
+                Ok(ev) => {
+                    engine.on_event(&ev);
+                    // A burst is handled in one go; the rest waits for the next wake-up.
+                    while let Some(ev) = events.try_next() {
+                        engine.on_event(&ev);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::engine::chain(&e), "drop-event reader failed; alerts stop");
+                    return Err(std::io::Error::other(crate::engine::chain(&e)));
+                }
+            },
             _ = hup.recv() => match engine.reload() {
                 Response::Error(e) => tracing::error!(message = %e.message, "reload refused; policy in force unchanged"),
                 _ => tracing::info!("reloaded"),
@@ -43,6 +65,7 @@ pub async fn serve(mut engine: Engine, socket: &Path) -> std::io::Result<()> {
     }
     tracing::info!("exiting; enforcement stays in place (pinned)");
     let _ = std::fs::remove_file(socket);
+    engine.shutdown().await;
     Ok(())
 }
 

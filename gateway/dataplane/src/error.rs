@@ -58,4 +58,28 @@ pub enum DataplaneError {
     CountersMoved(usize),
     #[error("XDP program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
     UnexpectedAction(u32),
+    #[error("parsing the embedded XDP object")]
+    Object(#[source] aya_obj::ParseError),
+    #[error(
+        "pinned map {map} ({}) has {found}, but this build's program needs {expected}: the policy \
+         in force cannot be carried over; run `gatewayd --teardown --pin-dir <dir>` (detaches the \
+         data path) and start again",
+        path.display()
+    )]
+    IncompatiblePin {
+        map: &'static str,
+        path: PathBuf,
+        found: crate::compat::MapShape,
+        expected: crate::compat::MapShape,
+    },
+    #[error(
+        "flow table size {0} is outside {min}..={max}",
+        min = gateway_common::flow::FLOW_ENTRIES_MIN,
+        max = gateway_common::flow::FLOW_ENTRIES_MAX
+    )]
+    FlowEntries(u32),
+    #[error("the event reader was already taken (the ring buffer has one consumer)")]
+    EventsTaken,
+    #[error("event ring buffer")]
+    EventReader(#[source] std::io::Error),
 }

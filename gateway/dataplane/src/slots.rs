@@ -59,7 +59,7 @@ struct LpmMaps {
     allow6: LpmTrie<MapData, Allow6Key, AllowSet>,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+pub(crate) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
@@ -243,6 +243,8 @@ impl crate::Dataplane {
             flags: image.settings_flags,
             generation,
             image_hash: image.hash(),
+            alert_burst: image.alert_limit.burst,
+            alert_window_ms: image.alert_limit.window_ms,
         };
         m.settings
             .set(target as u32, settings, 0)

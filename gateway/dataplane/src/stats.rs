@@ -40,3 +40,15 @@ impl Dataplane {
         Ok(rows)
     }
 }
+
+/// One cell of a per-CPU `u64` counter array (FLOW_STATS, EVENT_STATS), summed over CPUs.
+pub(crate) fn sum_per_cpu(
+    map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    index: u32,
+    name: &'static str,
+) -> Result<u64, DataplaneError> {
+    let per_cpu = map
+        .get(&index, 0)
+        .map_err(|source| DataplaneError::Map { name, source })?;
+    Ok(per_cpu.iter().copied().fold(0u64, u64::wrapping_add))
+}

@@ -56,6 +56,8 @@ pub struct Compiled {
     pub image: MapImage,
     pub warnings: Vec<Warning>,
     pub summary: Summary,
+    /// Where flows, alerts and metrics go (not part of the image: the daemon applies it).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// What went into an image, for `gatewayctl check`, the audit log and golden tests. Contains no
@@ -160,6 +162,12 @@ pub fn compile_policy(
     } else {
         0
     };
+    // The data path rate-limits alerts per policy slot, so a new limit applies atomically with
+    // the rest of the policy.
+    image.alert_limit = crate::image::AlertLimit {
+        burst: policy.telemetry.alerts.burst,
+        window_ms: policy.telemetry.alerts.window_ms,
+    };
     check_capacity(policy, &image)?;
 
     let summary = Summary {
@@ -175,6 +183,7 @@ pub fn compile_policy(
         image,
         warnings,
         summary,
+        telemetry: policy.telemetry.clone(),
     })
 }
 

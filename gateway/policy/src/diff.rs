@@ -124,7 +124,18 @@ pub fn diff_with_examples(old: &MapImage, new: &MapImage, max_examples: usize) -
         Change::Changed(k, _, _) => format!("~ system {k}"),
     }));
 
-    let settings = |img: &MapImage| BTreeMap::from([("fragments", fragments(img.settings_flags))]);
+    let settings = |img: &MapImage| {
+        BTreeMap::from([
+            ("fragments", fragments(img.settings_flags).to_string()),
+            (
+                "alert_limit",
+                format!(
+                    "{} per {} ms",
+                    img.alert_limit.burst, img.alert_limit.window_ms
+                ),
+            ),
+        ])
+    };
     let (ost, nst) = (settings(old), settings(new));
     sections.push(section(
         "settings",

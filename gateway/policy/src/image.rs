@@ -50,6 +50,27 @@ pub struct MapImage {
 
     /// `SETTING_*` bits of gateway_common::values.
     pub settings_flags: u32,
+
+    /// Drop events per (source, reason) and window; the data path counts the rest as suppressed.
+    pub alert_limit: AlertLimit,
+}
+
+/// The drop-event rate limit the data path applies (written into the slot's `Settings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertLimit {
+    /// Events per window and (source, reason); 0 sends none.
+    pub burst: u32,
+    /// Window length in milliseconds; 0 = no limit.
+    pub window_ms: u32,
+}
+
+impl Default for AlertLimit {
+    fn default() -> Self {
+        AlertLimit {
+            burst: gateway_common::values::ALERT_BURST_DEFAULT,
+            window_ms: gateway_common::values::ALERT_WINDOW_MS_DEFAULT,
+        }
+    }
 }
 
 /// One section of an image (see [`MapImage::sections`]).
@@ -214,6 +235,9 @@ impl MapImage {
             put_rules(&mut h, rules);
         }
         h.update(self.settings_flags.to_be_bytes());
+        h.update(b"alert");
+        h.update(self.alert_limit.burst.to_be_bytes());
+        h.update(self.alert_limit.window_ms.to_be_bytes());
         h.finalize().into()
     }
 }
@@ -250,4 +274,39 @@ fn put_rules(h: &mut Sha256, rules: &[PortRule]) {
 /// Lowercase hex of a hash, for display.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_limit_is_part_of_the_hash() {
+        let base = MapImage::default();
+        assert_eq!(
+            base.alert_limit,
+            AlertLimit {
+                burst: 20,
+                window_ms: 1000
+            }
+        );
+        let burst = MapImage {
+            alert_limit: AlertLimit {
+                burst: 21,
+                ..base.alert_limit
+            },
+            ..MapImage::default()
+        };
+        let window = MapImage {
+            alert_limit: AlertLimit {
+                window_ms: 999,
+                ..base.alert_limit
+            },
+            ..MapImage::default()
+        };
+        let hashes = [base.hash(), burst.hash(), window.hash()];
+        assert_ne!(hashes[0], hashes[1]);
+        assert_ne!(hashes[0], hashes[2]);
+        assert_ne!(hashes[1], hashes[2]);
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`feeds`]: threat-intel feed parsers (plain, FireHOL netset/ipset, Spamhaus, JSON).
 //! - [`prefixes`]: prefix-set algebra (de-duplication, carving of exceptions).
 //! - [`compile`]: policy + feeds + profile → map image, warnings and a summary.
+//! - [`telemetry`]: the `[telemetry]` section (collectors, alerts, metrics endpoint).
 //! - [`diff`]: what changes between two images.
 //! - [`image`]: the map image itself (plain data, what one generation slot of the maps holds).
 //!
@@ -13,12 +14,14 @@
 
 pub mod compile;
 pub mod diff;
+pub mod domains;
 pub mod error;
 pub mod feeds;
 pub mod image;
 pub mod policy;
 pub mod prefixes;
 pub mod profile;
+pub mod telemetry;
 
 pub use compile::{Compiled, FeedSummary, Summary, compile, compile_policy, compile_str};
 pub use diff::{ImageDiff, SectionDiff, diff};

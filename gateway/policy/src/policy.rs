@@ -93,6 +93,8 @@ pub struct Policy {
     pub except: Vec<Located<IpNet>>,
     /// `[defaults] fragments = "drop"`.
     pub drop_fragments: bool,
+    /// `[telemetry]`: flow export, alerts and metrics for the SOC.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Policy {
@@ -203,6 +205,7 @@ struct RawPolicy {
     feed: Vec<RawFeed>,
     blocklist: Option<RawBlocklist>,
     defaults: Option<RawDefaults>,
+    telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Deserialize)]
@@ -377,6 +380,8 @@ impl Validator<'_, '_> {
                 }
             }
         };
+        let base = self.src.path.parent().unwrap_or(Path::new("."));
+        let telemetry = crate::telemetry::validate(self.src, raw.telemetry, base)?;
         Ok(Policy {
             path: self.src.path.to_path_buf(),
             name: meta.name.into_inner(),
@@ -389,6 +394,7 @@ impl Validator<'_, '_> {
             blocklist,
             except,
             drop_fragments,
+            telemetry,
         })
     }
 

@@ -21,6 +21,13 @@
 //!
 //! `driver = "igc", index = 1` means the second network device bound to driver `igc`, counting in PCI
 //! (bus) address order — stable across boots on one board, unlike interface names.
+//!
+//! Optional data-path sizes (the box's memory decides them, not the policy):
+//!
+//! ```toml
+//! [datapath]
+//! flow_entries = 131072            # flow table capacity, 1024-4194304 (default 131072)
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -105,6 +112,24 @@ pub struct Profile {
     /// Serial console device (`ttyS0`), if the box has one.
     pub console: Option<String>,
     pub ports: Vec<PortSpec>,
+    pub datapath: DatapathSizes,
+}
+
+/// The `[datapath]` table: sizes fixed when the data path is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathSizes {
+    /// Flow table capacity: one entry per direction of a flow per ingress port, 160 bytes of kernel
+    /// memory each (20 MiB at the default), all of it allocated up front. Beyond it the least
+    /// recently used flow is evicted.
+    pub flow_entries: u32,
+}
+
+impl Default for DatapathSizes {
+    fn default() -> Self {
+        DatapathSizes {
+            flow_entries: gateway_common::flow::FLOW_ENTRIES_DEFAULT,
+        }
+    }
 }
 
 impl Profile {
@@ -125,6 +150,13 @@ struct RawFile {
     profile: Spanned<RawProfile>,
     #[serde(default)]
     port: Vec<RawPort>,
+    datapath: Option<RawDatapath>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatapath {
+    flow_entries: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -231,13 +263,39 @@ pub fn parse_profile(text: &str, path: &Path) -> Result<Profile, PolicyError> {
             ));
         }
     }
+    let datapath = check_datapath(&src, raw.datapath)?;
     Ok(Profile {
         name: p.name.into_inner(),
         arch,
         description: p.description,
         console,
         ports,
+        datapath,
     })
+}
+
+fn check_datapath(
+    src: &SourceText<'_>,
+    raw: Option<RawDatapath>,
+) -> Result<DatapathSizes, PolicyError> {
+    use gateway_common::flow::{FLOW_ENTRIES_MAX, FLOW_ENTRIES_MIN};
+    let mut sizes = DatapathSizes::default();
+    if let Some(n) = raw.and_then(|r| r.flow_entries) {
+        sizes.flow_entries = u32::try_from(*n.get_ref())
+            .ok()
+            .filter(|v| (FLOW_ENTRIES_MIN..=FLOW_ENTRIES_MAX).contains(v))
+            .ok_or_else(|| {
+                src.invalid(
+                    &n.span(),
+                    "datapath.flow_entries",
+                    format!(
+                        "{} is not a flow table size ({FLOW_ENTRIES_MIN}-{FLOW_ENTRIES_MAX})",
+                        n.get_ref()
+                    ),
+                )
+            })?;
+    }
+    Ok(sizes)
 }
 
 /// Parse a role word (`lan`, `dedicated`, `internet`).
@@ -474,6 +532,27 @@ xdp_mode = "native"
         );
         assert_eq!(p.port("inet0").map(|x| x.role), Some(Role::Internet));
         assert_eq!(p.ports_with_role(Role::Lan).count(), 1);
+    }
+
+    #[test]
+    fn datapath_sizes() {
+        let p = parse_profile(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(p.datapath.flow_entries, 131_072);
+        let sized = format!("{GOOD}\n[datapath]\nflow_entries = 1024\n");
+        let p = parse_profile(&sized, Path::new("t.toml")).unwrap();
+        assert_eq!(p.datapath.flow_entries, 1024);
+        assert_eq!(
+            err(&format!("{GOOD}\n[datapath]\nflow_entries = 1000\n")),
+            "hw/t.toml:26: datapath.flow_entries: 1000 is not a flow table size (1024-4194304)"
+        );
+        assert_eq!(
+            err(&format!("{GOOD}\n[datapath]\nflow_entries = -1\n")),
+            "hw/t.toml:26: datapath.flow_entries: -1 is not a flow table size (1024-4194304)"
+        );
+        assert_eq!(
+            err(&format!("{GOOD}\n[datapath]\nflows = 5\n")),
+            "hw/t.toml:26: datapath.flows: unknown field `flows`, expected `flow_entries`"
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn demo(policy: &str) -> Result<bool> {
     let mut lab = Lab::up()?;
     lab.print_log_on_drop = false;
     println!("{}", lab.describe());
+    lab.start_soc()?;
     if let Err(e) = lab.start_gatewayd(policy) {
         eprintln!("{}", lab.gatewayd_log());
         return Err(e);
@@ -114,6 +115,7 @@ fn demo(policy: &str) -> Result<bool> {
 
     println!("{}", table.render());
     println!("gatewayctl stats:\n{}", lab.ctl_ok(&["stats"])?);
+    soc_view(&mut lab)?;
     if deviations.is_empty() {
         println!("all {} cases behaved as the policy says", table.len());
     } else {
@@ -127,12 +129,92 @@ fn demo(policy: &str) -> Result<bool> {
     Ok(deviations.is_empty())
 }
 
+/// What the SOC received: flows from its NetFlow v9 collector (nfdump), alerts from its syslog
+/// receiver, and a few series of the gateway's metrics.
+fn soc_view(lab: &mut Lab) -> Result<()> {
+    use lab::soc::{Collector, Soc};
+    // Flows are reported when they end: after the policy's idle timeout (15 s in the example).
+    let wait = std::time::Duration::from_secs(18);
+    println!(
+        "SOC view (on the dedicated network, 172.16.0.2): waiting {wait:?} for the demo's flows to end…"
+    );
+    std::thread::sleep(wait);
+    let soc = lab.soc().context("SOC not started")?;
+    let exposition = soc.scrape()?;
+    let promtool = match Soc::promtool_check(&exposition) {
+        Ok(()) => "promtool check metrics: ok".to_owned(),
+        Err(e) => format!("promtool check metrics: {e:#}"),
+    };
+    let ipfix = soc.flows(Collector::Ipfix)?;
+    let flows = soc.flows(Collector::Netflow9)?;
+    let mut table = Table::new([
+        "src", "dst", "proto", "sport", "dport", "packets", "bytes", "verdict",
+    ]);
+    for f in &flows {
+        table.row([
+            f.src.clone(),
+            f.dst.clone(),
+            f.proto.to_string(),
+            f.sport.to_string(),
+            f.dport.to_string(),
+            f.packets.to_string(),
+            f.bytes.to_string(),
+            if f.dropped() {
+                "DENIED".to_owned()
+            } else {
+                "forwarded".to_owned()
+            },
+        ]);
+    }
+    println!(
+        "nfdump: {} flow records at the IPFIX collector, {} at the NetFlow v9 collector:\n{}",
+        ipfix.len(),
+        flows.len(),
+        table.render()
+    );
+    let alerts = soc.alerts()?;
+    let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
+    for a in &alerts {
+        *by_reason
+            .entry(a["msgid"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    println!("rsyslog received {} alerts: {by_reason:?}", alerts.len());
+    for a in alerts.iter().take(5) {
+        println!(
+            "  {}",
+            a["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('\u{feff}')
+        );
+    }
+    println!("metrics (curl {}): {promtool}", lab::soc::METRICS_URL);
+    for line in exposition.lines().filter(|l| {
+        !l.starts_with('#')
+            && (l.starts_with("gateway_flow_collector_records_total")
+                || l.starts_with("gateway_alert_")
+                || l.starts_with("gateway_policy_info")
+                || (l.starts_with("gateway_packets_total")
+                    && l.contains("verdict=\"drop\"")
+                    && !l.ends_with(" 0")))
+    }) {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
 /// Brings the lab up and keeps it until SIGINT/SIGTERM.
 fn up(policy: Option<&str>) -> Result<bool> {
     // Block the signals before any thread exists, so all threads inherit the mask and sigwait below is
     // the only place they are taken (children get a clean mask from std::process).
     let signals = block_termination_signals()?;
     let mut lab = Lab::up()?;
+    lab.start_soc()?;
+    println!(
+        "SOC tools run in the ded namespace (nfcapd 4739/ipfix, 2055/netflow9, rsyslog 6514), files in {}/soc",
+        lab.run_dir().display()
+    );
     if let Some(policy) = policy {
         lab.start_gatewayd(policy)?;
         println!(

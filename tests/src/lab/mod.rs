@@ -27,6 +27,7 @@ pub mod cases;
 pub mod daemon;
 mod netns;
 pub mod servers;
+pub mod soc;
 pub mod tap;
 pub mod topology;
 pub mod traffic;
@@ -162,6 +163,7 @@ pub struct Lab {
     bins: Option<Binaries>,
     daemon: Option<Daemon>,
     policy: Option<PathBuf>,
+    soc: Option<soc::Soc>,
     /// Print gatewayd's log when the lab is dropped (cargo test shows it only for failing tests).
     pub print_log_on_drop: bool,
 }
@@ -200,6 +202,7 @@ impl Lab {
             bins: None,
             daemon: None,
             policy: None,
+            soc: None,
             print_log_on_drop: true,
         }
     }
@@ -494,6 +497,18 @@ impl Lab {
         Ok(total)
     }
 
+    /// Starts the SOC's tools (flow collectors, syslog receiver) on the dedicated network, where
+    /// configs/ward-office.toml sends flows and alerts. Stopped at teardown.
+    pub fn start_soc(&mut self) -> Result<&mut soc::Soc> {
+        let started = soc::Soc::start(&self.ns(Side::Ded), &self.run_dir().join("soc"))?;
+        Ok(self.soc.insert(started))
+    }
+
+    /// The SOC, once started.
+    pub fn soc(&mut self) -> Option<&mut soc::Soc> {
+        self.soc.as_mut()
+    }
+
     /// Sends one probe and records what happened: answered or not, whether it arrived at any other
     /// leaf (taps) or any server, and which gateway counters moved (when gatewayd runs).
     pub fn observe(
@@ -651,6 +666,11 @@ impl Lab {
         let mut problems = Vec::new();
         if let Some(daemon) = self.daemon.take()
             && let Err(e) = daemon.kill(libc::SIGTERM)
+        {
+            problems.push(e);
+        }
+        if let Some(soc) = self.soc.take()
+            && let Err(e) = soc.stop()
         {
             problems.push(e);
         }

@@ -31,6 +31,17 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String> {
     ip(&full)
 }
 
+/// Runs `program args` inside namespace `ns` and returns its standard output (fails on a non-zero
+/// exit, with what it printed).
+pub fn output_in(ns: &str, program: &str, args: &[&str]) -> Result<String> {
+    let out = exec_in(ns, program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run `{program}` in namespace {ns}"))?;
+    ensure_success(&out, &format!("{program} {}", args.join(" ")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs a script of `ip` commands (one a line, each without the leading `ip`) inside namespace `ns`.
 pub fn ip_batch(ns: &str, script: &str) -> Result<()> {
     let mut child = Command::new("ip")

@@ -65,17 +65,6 @@ fn main() -> ExitCode {
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
     };
-    let engine = match Engine::start(&opts) {
-        Ok(e) => e,
-        Err(StartError::Policy(e)) => {
-            eprintln!("gatewayd: refused: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("gatewayd: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,13 +75,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::serve(engine, &args.socket)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gatewayd: control socket {}: {e}", args.socket.display());
-            ExitCode::FAILURE
+    // The engine starts inside the runtime: its telemetry spawns exporter and endpoint tasks.
+    runtime.block_on(async {
+        let engine = match Engine::start(&opts) {
+            Ok(e) => e,
+            Err(StartError::Policy(e)) => {
+                eprintln!("gatewayd: refused: {e}");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("gatewayd: {}", chain(&e));
+                return ExitCode::FAILURE;
+            }
+        };
+        match server::serve(engine, &args.socket).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gatewayd: control socket {}: {e}", args.socket.display());
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 fn teardown(pin_dir: &std::path::Path) -> ExitCode {
