@@ -7,6 +7,8 @@
 //!   incremental apply of one changed entry, and the kernel memory the maps hold;
 //! - while each policy is applied, another thread keeps running a blocked and an allowed packet
 //!   through the program: any wrong verdict during the swap is a lapse, and is counted;
+//! - flow accounting: 100k flows through the program, table read and sweep times, kernel and
+//!   gatewayd memory per 100k active flows (`flows.rs`);
 //! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`).
 //!
 //! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh). Figures are printed,
@@ -19,7 +21,9 @@ use std::{
     time::Instant,
 };
 
+mod alloc;
 mod export;
+mod flows;
 
 use anyhow::Context as _;
 use gateway_common::Role;
@@ -314,7 +318,7 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             println!("  {:<38} {:>6.2}x", c.name, b.0 / s.0.max(0.1));
         }
     }
-    Ok(())
+    flows::run(&dp, &gw, &net)
 }
 
 fn kernel() -> String {

@@ -42,6 +42,32 @@ pub enum StartError {
     State(#[source] std::io::Error),
 }
 
+/// Why an apply was refused or failed; the policy in force is untouched either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("policy path must be absolute: {}", path.display())]
+    NotAbsolute { path: PathBuf },
+    /// The policy or a feed it names was refused by the compiler.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The kernel refused the write.
+    #[error("data path")]
+    Dataplane(#[source] DataplaneError),
+}
+
+/// What applying a policy would do (a dry run).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DryRun {
+    pub image_hash: String,
+    pub entries: usize,
+    pub diff: String,
+    pub warnings: Vec<String>,
+    pub compile_ms: f64,
+    pub feeds: Vec<FeedStatus>,
+    /// The files the policy names (feeds), relative to its directory.
+    pub files: Vec<PathBuf>,
+}
+
 pub struct Engine {
     dp: Dataplane,
     telemetry: Telemetry,
@@ -324,16 +350,23 @@ impl Engine {
     }
 
     fn apply(&mut self, policy: &Path, cause: &str) -> Response {
-        if !policy.is_absolute() {
-            return error(
-                ErrorKind::Request,
-                format!("policy path must be absolute: {}", policy.display()),
-            );
+        match self.apply_policy(policy, cause) {
+            Ok(r) => Response::Applied(r),
+            Err(e @ ApplyError::NotAbsolute { .. }) => error(ErrorKind::Request, e.to_string()),
+            Err(ApplyError::Policy(e)) => error(ErrorKind::Policy, e.to_string()),
+            Err(e @ ApplyError::Dataplane(_)) => error(ErrorKind::Internal, chain(&e)),
         }
-        let compiled = match compile(policy, &self.profile) {
-            Ok(c) => c,
-            Err(e) => return error(ErrorKind::Policy, e.to_string()),
-        };
+    }
+
+    /// Compiles `policy` against the profile and puts it in force atomically; on error the policy
+    /// in force is untouched. `cause` goes to the apply journal.
+    pub fn apply_policy(&mut self, policy: &Path, cause: &str) -> Result<ApplyResult, ApplyError> {
+        if !policy.is_absolute() {
+            return Err(ApplyError::NotAbsolute {
+                path: policy.to_owned(),
+            });
+        }
+        let compiled = compile(policy, &self.profile)?;
         let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
         let hash = compiled.image.hash();
         let in_force = self
@@ -370,7 +403,7 @@ impl Engine {
                     );
                     (report, false)
                 }
-                Err(e) => return error(ErrorKind::Internal, chain(&e)),
+                Err(e) => return Err(ApplyError::Dataplane(e)),
             },
         };
         self.policy_path = policy.to_owned();
@@ -384,7 +417,7 @@ impl Engine {
         }
         self.telemetry.reconfigure(compiled.telemetry.clone());
         self.publish_metrics();
-        Response::Applied(ApplyResult {
+        Ok(ApplyResult {
             generation: report.generation,
             image_hash: gateway_policy::image::hex(&hash),
             slot: report.slot,
@@ -398,6 +431,56 @@ impl Engine {
             diff,
             warnings: compiled.warnings,
         })
+    }
+
+    /// Compiles `policy` against the profile and tells what applying it would change, without
+    /// touching the data path.
+    pub fn dry_run(&self, policy: &Path) -> Result<DryRun, PolicyError> {
+        let compiled = compile(policy, &self.profile)?;
+        Ok(DryRun {
+            image_hash: gateway_policy::image::hex(&compiled.image.hash()),
+            entries: compiled.image.entry_count(),
+            diff: gateway_policy::diff(&self.image, &compiled.image).to_string(),
+            warnings: compiled.warnings,
+            compile_ms: ms(compiled.took),
+            feeds: compiled
+                .summary
+                .feeds
+                .iter()
+                .map(|f| FeedStatus {
+                    name: f.name.clone(),
+                    entries: f.entries,
+                })
+                .collect(),
+            files: compiled
+                .summary
+                .feeds
+                .iter()
+                .filter_map(|f| f.path.as_ref().map(PathBuf::from))
+                .collect(),
+        })
+    }
+
+    /// The policy file in force and the files it names (relative to its directory).
+    pub fn policy_in_force(&self) -> (PathBuf, Vec<PathBuf>) {
+        let files = self
+            .in_force
+            .summary
+            .feeds
+            .iter()
+            .filter_map(|f| f.path.as_ref().map(PathBuf::from))
+            .collect();
+        (self.policy_path.clone(), files)
+    }
+
+    /// Status of the data path (what the control socket's `status` answers).
+    pub fn status_report(&self) -> Response {
+        self.status()
+    }
+
+    /// Counters by role and reason (what the control socket's `stats` answers).
+    pub fn stats_report(&self) -> Response {
+        self.stats()
     }
 
     fn status(&self) -> Response {

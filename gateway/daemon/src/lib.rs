@@ -4,9 +4,11 @@
 //! connection. `engine` is the daemon's state and the only place that changes the data path;
 //! `render` turns responses into the tables gatewayctl prints; `telemetry` sends flows, alerts and
 //! metrics to the SOC.
+pub mod backend;
 pub mod control;
 pub mod engine;
 pub mod journal;
+pub mod remote;
 pub mod render;
 pub mod server;
 pub mod telemetry;

@@ -1,7 +1,12 @@
 //! How gatewayctl prints responses for people (`--json` prints them as they came).
 use std::fmt::Write as _;
 
-use crate::control::{ApplyResult, StatsReport, StatusReport};
+use gateway_api::{Pending, Who};
+
+use crate::{
+    control::{ApplyResult, StatsReport, StatusReport},
+    remote::Answer,
+};
 
 pub fn applied(r: &ApplyResult) -> String {
     let mut s = String::new();
@@ -109,4 +114,167 @@ pub fn stats(r: &StatsReport, all: bool) -> String {
 
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(16)]
+}
+
+/// What a remote operation answered, for people.
+pub fn remote(answer: &Answer, all: bool) -> String {
+    let mut s = String::new();
+    match answer {
+        Answer::Status(r) => {
+            match &r.current {
+                Some(e) => {
+                    let _ = writeln!(
+                        s,
+                        "in force    generation {} — bundle {} ({}), {} by {} at {}, {}",
+                        e.generation,
+                        e.hash,
+                        e.policy,
+                        word(&e.cause),
+                        e.by,
+                        e.applied_at,
+                        word(&e.state)
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "in force    (no generation in the history)");
+                }
+            }
+            pending(&mut s, r.pending.as_ref());
+            if r.signed_bundles_required {
+                let _ = writeln!(s, "signing     only signed bundles are applied");
+            }
+            match serde_json::from_value::<StatusReport>(r.backend.clone()) {
+                Ok(b) => {
+                    s.push('\n');
+                    s.push_str(&status(&b));
+                }
+                Err(_) => {
+                    let _ = writeln!(s, "data path   {}", r.backend);
+                }
+            }
+        }
+        Answer::Counters(v) => match serde_json::from_value::<StatsReport>(v.clone()) {
+            Ok(r) => s.push_str(&stats(&r, all)),
+            Err(_) => {
+                let _ = writeln!(s, "{v}");
+            }
+        },
+        Answer::History(h) => {
+            let _ = writeln!(
+                s,
+                "{:>4}  {:<16}  {:<24}  {:<24}  {:<8}  {:<9}  BY",
+                "GEN", "BUNDLE", "POLICY", "APPLIED", "CAUSE", "STATE"
+            );
+            for e in &h.entries {
+                let cause = match e.from_generation {
+                    Some(g) => format!("{} {g}", word(&e.cause)),
+                    None => word(&e.cause),
+                };
+                let _ = writeln!(
+                    s,
+                    "{:>4}{} {:<16}  {:<24}  {:<24}  {:<8}  {:<9}  {}",
+                    e.generation,
+                    if h.current == Some(e.generation) {
+                        "*"
+                    } else {
+                        " "
+                    },
+                    short(&e.hash.to_hex()),
+                    e.policy,
+                    e.applied_at,
+                    cause,
+                    word(&e.state),
+                    e.by
+                );
+            }
+            pending(&mut s, h.pending.as_ref());
+        }
+        Answer::Audit(records) => {
+            for r in records {
+                let who = r.who.as_ref().map_or_else(|| "-".to_owned(), Who::label);
+                let _ = writeln!(
+                    s,
+                    "{}  {:<24} {:<16} {:<18} {:<8} {}",
+                    r.time,
+                    who,
+                    r.from,
+                    r.action,
+                    word(&r.result),
+                    r.message
+                );
+            }
+        }
+        Answer::Exported { path, bytes } => {
+            let _ = writeln!(s, "wrote {} ({bytes} bytes)", path.display());
+        }
+        Answer::Validated(r) => {
+            let v = &r.validation;
+            let _ = writeln!(
+                s,
+                "bundle {} ({}, {} files, {} bytes): valid — {} entries, image {}",
+                r.bundle.hash,
+                r.bundle.policy,
+                r.bundle.files.len(),
+                r.bundle.bytes,
+                v.entries,
+                short(&v.image_hash)
+            );
+            for w in &v.warnings {
+                let _ = writeln!(s, "warning: {w}");
+            }
+            s.push_str(&v.diff);
+        }
+        Answer::Applied(r) => {
+            if r.unchanged {
+                let _ = writeln!(
+                    s,
+                    "bundle {} is already in force (generation {}); nothing applied",
+                    r.bundle.hash, r.generation
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "applied generation {} — bundle {} ({}), {}",
+                    r.generation,
+                    r.bundle.hash,
+                    r.bundle.policy,
+                    word(&r.cause)
+                );
+            }
+            pending(&mut s, r.pending.as_ref());
+            if let Some(b) = &r.backend {
+                for w in &b.warnings {
+                    let _ = writeln!(s, "warning: {w}");
+                }
+                s.push_str(&b.diff);
+            }
+        }
+        Answer::Confirmed(r) => {
+            let _ = writeln!(
+                s,
+                "generation {} (bundle {}) confirmed at {}",
+                r.generation, r.hash, r.confirmed_at
+            );
+        }
+    }
+    s
+}
+
+fn pending(s: &mut String, p: Option<&Pending>) {
+    if let Some(p) = p {
+        let _ = writeln!(
+            s,
+            "pending     generation {} awaits confirmation by {} (armed by {}); else generation {} comes back",
+            p.generation, p.deadline, p.armed_by, p.revert_to
+        );
+    }
+}
+
+/// A serialised enum's word (`apply`, `confirmed`, `ok`).
+fn word(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
 }

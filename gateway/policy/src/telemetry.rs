@@ -143,6 +143,9 @@ pub struct ServerTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The name the daemon's own alert log goes by in metrics; no collector or syslog target may take it.
+pub const LOCAL_ALERT_LOG: &str = "local-log";
+
 pub const DEFAULT_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_ALERTS: AlertSettings = AlertSettings {
@@ -366,6 +369,13 @@ impl Check<'_, '_> {
         seen: &mut HashMap<String, u32>,
     ) -> Result<String, PolicyError> {
         crate::profile::check_name(self.src, name, field)?;
+        if name.get_ref() == LOCAL_ALERT_LOG {
+            return Err(self.err(
+                &name.span(),
+                field,
+                format!("{LOCAL_ALERT_LOG:?} is the name of the gateway's own alert log"),
+            ));
+        }
         let line = self.src.line_of_span(&name.span());
         if let Some(first) = seen.insert(name.get_ref().clone(), line) {
             return Err(self.err(

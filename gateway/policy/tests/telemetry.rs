@@ -150,3 +150,13 @@ fn refusals_name_line_and_field() {
         "p.toml:34: telemetry.metrics.client_ca: client certificates need TLS: give `cert` and `key` too"
     );
 }
+
+#[test]
+fn the_local_alert_log_name_is_reserved() {
+    assert_eq!(
+        err(&format!(
+            "{BASE}\n[[telemetry.syslog]]\nname = \"local-log\"\naddress = \"192.0.2.1:514\"\ntransport = \"tcp\"\n"
+        )),
+        "p.toml:33: telemetry.syslog.name: \"local-log\" is the name of the gateway's own alert log"
+    );
+}

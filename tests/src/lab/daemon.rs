@@ -119,6 +119,18 @@ impl Daemon {
         profile: &Path,
         policy: &Path,
     ) -> Result<Daemon> {
+        Daemon::start_with(bins, paths, ns, profile, policy, &[])
+    }
+
+    /// [`Daemon::start`] with more arguments for gatewayd (e.g. the management API's).
+    pub fn start_with(
+        bins: &Binaries,
+        paths: &DaemonPaths,
+        ns: &str,
+        profile: &Path,
+        policy: &Path,
+        extra: &[std::ffi::OsString],
+    ) -> Result<Daemon> {
         std::fs::create_dir_all(&paths.state_dir)
             .with_context(|| paths.state_dir.display().to_string())?;
         let log = OpenOptions::new()
@@ -137,6 +149,7 @@ impl Daemon {
             .arg(&paths.state_dir)
             .arg("--socket")
             .arg(&paths.socket)
+            .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

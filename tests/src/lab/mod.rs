@@ -163,6 +163,8 @@ pub struct Lab {
     bins: Option<Binaries>,
     daemon: Option<Daemon>,
     policy: Option<PathBuf>,
+    /// Extra gatewayd arguments of the last start (a restart uses them again).
+    gatewayd_args: Vec<std::ffi::OsString>,
     soc: Option<soc::Soc>,
     /// Print gatewayd's log when the lab is dropped (cargo test shows it only for failing tests).
     pub print_log_on_drop: bool,
@@ -202,6 +204,7 @@ impl Lab {
             bins: None,
             daemon: None,
             policy: None,
+            gatewayd_args: Vec::new(),
             soc: None,
             print_log_on_drop: true,
         }
@@ -291,22 +294,40 @@ impl Lab {
     /// Starts gatewayd in the gateway namespace with `policy` (relative paths are taken from the
     /// workspace root) and waits until `gatewayctl status` answers.
     pub fn start_gatewayd(&mut self, policy: impl AsRef<Path>) -> Result<()> {
+        self.start_gatewayd_with(policy, &[])
+    }
+
+    /// [`Lab::start_gatewayd`] with more arguments for gatewayd (e.g. `--api-listen …`).
+    pub fn start_gatewayd_with(
+        &mut self,
+        policy: impl AsRef<Path>,
+        extra: &[std::ffi::OsString],
+    ) -> Result<()> {
         if self.daemon.as_mut().is_some_and(Daemon::is_running) {
             bail!("gatewayd already runs in lab {}", self.id);
         }
         let policy = workspace_path(policy.as_ref());
         let profile = workspace_path(Path::new(PROFILE));
         let bins = self.binaries()?.clone();
-        let daemon = Daemon::start(&bins, &self.paths, &self.ns(Side::Gw), &profile, &policy)?;
+        let daemon = Daemon::start_with(
+            &bins,
+            &self.paths,
+            &self.ns(Side::Gw),
+            &profile,
+            &policy,
+            extra,
+        )?;
         self.daemon = Some(daemon);
         self.policy = Some(policy);
+        self.gatewayd_args = extra.to_vec();
         Ok(())
     }
 
     /// Starts gatewayd again with the policy it was last started with.
     pub fn restart_gatewayd(&mut self) -> Result<()> {
         let policy = self.policy.clone().context("gatewayd was never started")?;
-        self.start_gatewayd(policy)
+        let extra = self.gatewayd_args.clone();
+        self.start_gatewayd_with(policy, &extra)
     }
 
     /// Sends `signal` (libc::SIGTERM, libc::SIGKILL, …) to gatewayd and waits for it to exit.
@@ -322,6 +343,22 @@ impl Lab {
     /// Everything gatewayd wrote to stdout/stderr in this lab (all runs).
     pub fn gatewayd_log(&self) -> String {
         daemon::read_log(&self.paths.log)
+    }
+
+    /// `gatewayctl <args>` run inside the namespace of `side` (e.g. a remote admin on the LAN);
+    /// any exit code is returned, not an error.
+    pub fn ctl_in(&mut self, side: Side, args: &[&str]) -> Result<CtlOutput> {
+        let ns = self.ns(side);
+        let ctl = self.binaries()?.gatewayctl.clone();
+        let out = netns::exec_in(&ns, &ctl)
+            .args(args)
+            .output()
+            .with_context(|| format!("running gatewayctl in {ns}"))?;
+        Ok(CtlOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 
     /// `gatewayctl --socket <this lab's socket> <args>`; any exit code is returned, not an error.

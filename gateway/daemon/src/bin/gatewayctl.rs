@@ -1,11 +1,13 @@
 //! gatewayctl: validate policies offline and drive gatewayd. Exit codes: 0 ok, 2 refused (bad policy
 //! or request), 1 anything else.
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use gateway_daemon::{
     control::{self, ErrorKind, Request, Response},
-    defaults, render,
+    defaults,
+    remote::{self, Op, Remote},
+    render,
 };
 
 #[derive(Parser, Debug)]
@@ -14,16 +16,35 @@ struct Args {
     /// gatewayd's control socket.
     #[arg(long, global = true, default_value = defaults::SOCKET)]
     socket: PathBuf,
+    /// Talk to a box's management API (`host:port`, HTTPS with mutual TLS) instead of the local
+    /// socket. Needs --ca, --cert and --key.
+    #[arg(long, global = true, requires_all = ["ca", "cert", "key"])]
+    remote: Option<String>,
+    /// The CA that issued the box's certificate (the device CA), PEM.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Your certificate (PEM; its OU is your role: admin or soc).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// Your certificate's key (PEM).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// The name the box's certificate is for, when it is not the host of --remote.
+    #[arg(long, global = true)]
+    server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check a policy offline (no root, no daemon): compile it against a hardware profile.
+    /// Check a policy offline (no root, no daemon): compile it against a hardware profile. With
+    /// --remote: a dry run on the box, with the compiled diff against its policy in force.
     Validate {
+        /// Hardware profile (required offline; not with --remote, the box uses its own).
         #[arg(long)]
-        profile: PathBuf,
+        profile: Option<PathBuf>,
+        /// Policy file (its feed files go with it), or with --remote a bundle archive (`*.tar`).
         policy: PathBuf,
         /// Also show what would change relative to this policy.
         #[arg(long)]
@@ -31,10 +52,46 @@ enum Command {
     },
     /// Compile a policy in gatewayd and swap it in atomically.
     Apply {
+        /// Policy file (its feed files go with it), or with --remote a bundle archive (`*.tar`).
         policy: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Remote only: revert by itself unless `confirm` follows within this many seconds.
+        #[arg(long)]
+        confirm_within: Option<f64>,
     },
+    /// Remote: keep the apply awaiting confirmation.
+    Confirm {
+        /// The generation expected to be pending.
+        #[arg(long)]
+        generation: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remote: re-apply an earlier generation (number, or a bundle hash prefix of 8+ digits).
+    Rollback {
+        #[arg(long)]
+        to: String,
+        /// Revert by itself unless confirmed within this many seconds.
+        #[arg(long)]
+        confirm_within: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remote: the kept generations of the policy, and any apply awaiting confirmation.
+    History {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remote: the last audit records (who did what, when, from where, result).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remote: the backup archive (history, bundles, audit log) into FILE.
+    Export { file: PathBuf },
     /// Policy in force, ports and their XDP modes, totals.
     Status {
         #[arg(long)]
@@ -52,6 +109,7 @@ enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// Counters by role and reason.
+    #[command(alias = "counters")]
     Stats {
         #[arg(long)]
         json: bool,
@@ -63,13 +121,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(addr) = &args.remote {
+        return remote_main(&args, addr.clone());
+    }
     match args.command {
         Command::Validate {
             profile,
             policy,
             against,
-        } => validate(&profile, &policy, against.as_deref()),
-        Command::Apply { policy, json } => match std::path::absolute(&policy) {
+        } => match profile {
+            Some(profile) => validate(&profile, &policy, against.as_deref()),
+            None => fail(2, "--profile is required without --remote".into()),
+        },
+        Command::Apply {
+            confirm_within: Some(_),
+            ..
+        } => fail(
+            2,
+            "--confirm-within needs --remote: commit-confirm is the management API's".into(),
+        ),
+        Command::Apply { policy, json, .. } => match std::path::absolute(&policy) {
             Ok(policy) => ask(&args.socket, &Request::Apply { policy }, json, false),
             Err(e) => fail(2, format!("{}: {e}", policy.display())),
         },
@@ -77,7 +148,116 @@ fn main() -> ExitCode {
         Command::Stats { json, all } => ask(&args.socket, &Request::Stats, json, all),
         Command::Update { args } => firmware(args),
         Command::Identity { args } => firmware(std::iter::once("identity".into()).chain(args)),
+        Command::Confirm { .. }
+        | Command::Rollback { .. }
+        | Command::History { .. }
+        | Command::Audit { .. }
+        | Command::Export { .. } => fail(
+            2,
+            "confirm, rollback, history, audit and export need --remote (the management API)"
+                .into(),
+        ),
     }
+}
+
+fn seconds(s: Option<f64>) -> Result<Option<Duration>, String> {
+    s.map(|s| Duration::try_from_secs_f64(s).map_err(|e| format!("--confirm-within {s}: {e}")))
+        .transpose()
+}
+
+fn remote_main(args: &Args, addr: String) -> ExitCode {
+    let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) else {
+        return fail(2, "--remote needs --ca, --cert and --key".into());
+    };
+    let remote = Remote {
+        addr,
+        server_name: args.server_name.clone(),
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let mut all = false;
+    let (op, json) = match &args.command {
+        Command::Status { json } => (Op::Status, *json),
+        Command::Stats { json, all: a } => {
+            all = *a;
+            (Op::Counters, *json)
+        }
+        Command::History { json } => (Op::History, *json),
+        Command::Audit { limit, json } => (Op::Audit { limit: *limit }, *json),
+        Command::Export { file } => (Op::Export { out: file.clone() }, false),
+        Command::Validate {
+            policy, against, ..
+        } => {
+            if against.is_some() {
+                return fail(2, "--against is for offline validation; the box diffs against its policy in force".into());
+            }
+            (
+                Op::Validate {
+                    policy: policy.clone(),
+                },
+                false,
+            )
+        }
+        Command::Apply {
+            policy,
+            json,
+            confirm_within,
+        } => match seconds(*confirm_within) {
+            Ok(confirm_within) => (
+                Op::Apply {
+                    policy: policy.clone(),
+                    confirm_within,
+                },
+                *json,
+            ),
+            Err(e) => return fail(2, e),
+        },
+        Command::Confirm { generation, json } => (
+            Op::Confirm {
+                generation: *generation,
+            },
+            *json,
+        ),
+        Command::Rollback {
+            to,
+            confirm_within,
+            json,
+        } => match seconds(*confirm_within) {
+            Ok(confirm_within) => (
+                Op::Rollback {
+                    to: remote::rollback_target(to),
+                    confirm_within,
+                },
+                *json,
+            ),
+            Err(e) => return fail(2, e),
+        },
+        Command::Update { .. } | Command::Identity { .. } => {
+            return fail(
+                2,
+                "update and identity run on the box itself, not with --remote".into(),
+            );
+        }
+    };
+    let answer = match remote::run(&remote, op) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.is_refusal() { 2 } else { 1 };
+            return fail(code, gateway_daemon::engine::chain(&e));
+        }
+    };
+    if json {
+        return match answer.to_json() {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, e.to_string()),
+        };
+    }
+    print!("{}", render::remote(&answer, all));
+    ExitCode::SUCCESS
 }
 
 /// Hands over to `gateway-update` (next to this binary, else on PATH) with the same arguments.

@@ -1,8 +1,10 @@
 //! gatewayd: owns the XDP data path of this box. See README ("Running gatewayd").
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use gateway_api::{ApiServer, Controller, ControllerConfig, ServerConfig, SharedController};
 use gateway_daemon::{
+    backend::{self, EngineBackend},
     defaults,
     engine::{Engine, StartError, StartOptions, chain},
     server,
@@ -29,6 +31,23 @@ struct Args {
     /// Control socket.
     #[arg(long, default_value = defaults::SOCKET)]
     socket: PathBuf,
+    /// Serve the management API (HTTPS, mutual TLS) on this address, e.g. `10.10.0.1:8443`: a
+    /// management address of a `lan` port, never the Internet port. Needs --api-cert, --api-key
+    /// and --api-client-ca. See gateway/daemon/API-USAGE.md.
+    #[arg(long, requires_all = ["api_cert", "api_key", "api_client_ca"])]
+    api_listen: Option<SocketAddr>,
+    /// The box's server certificate (PEM) for the management API.
+    #[arg(long, requires = "api_listen")]
+    api_cert: Option<PathBuf>,
+    /// The key of --api-cert (PEM, mode 0600).
+    #[arg(long, requires = "api_listen")]
+    api_key: Option<PathBuf>,
+    /// The admin CA (PEM): client certificates must chain to it; their OU is the role.
+    #[arg(long, requires = "api_listen")]
+    api_client_ca: Option<PathBuf>,
+    /// Policy generations kept in the history (at least 2).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    api_history: u64,
     /// Detach from every port and remove everything pinned under --pin-dir, then exit. Destructive:
     /// the box stops enforcing.
     #[arg(long)]
@@ -59,11 +78,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The API's history decides what a restart enforces: what admins applied last (or, when an
+    // apply was never confirmed, what it would revert to); --policy only without a history.
+    let api_dir = args.state_dir.join("api");
+    let policy = match gateway_api::boot_policy(&api_dir) {
+        Ok(Some(p)) => {
+            tracing::info!(policy = %p.display(), "starting with the policy in force per the API history");
+            p
+        }
+        Ok(None) => policy,
+        Err(e) => {
+            eprintln!(
+                "gatewayd: API history in {}: {}",
+                api_dir.display(),
+                chain(&e)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = StartOptions {
         profile,
         policy,
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
+    };
+    let api = match (
+        args.api_listen,
+        args.api_cert,
+        args.api_key,
+        args.api_client_ca,
+    ) {
+        (Some(listen), Some(cert), Some(key), Some(client_ca)) => Some(ServerConfig {
+            listen,
+            identity: gateway_tls::Identity { cert, key },
+            client_ca,
+            limits: Default::default(),
+        }),
+        _ => None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,7 +139,41 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match server::serve(engine, &args.socket).await {
+        let engine = backend::share(engine);
+        let mut config = ControllerConfig::new(&api_dir);
+        config.history_keep = usize::try_from(args.api_history).unwrap_or(16);
+        // Opening reverts an apply left unconfirmed by a crash, or records the start policy.
+        let controller = match Controller::open(config, EngineBackend::new(engine.clone())) {
+            Ok(c) => SharedController::new(c),
+            Err(e) => {
+                eprintln!(
+                    "gatewayd: API state in {}: {}",
+                    api_dir.display(),
+                    chain(&e)
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let background = match api {
+            Some(config) => match ApiServer::bind(&config, controller.clone()).await {
+                Ok(server) => {
+                    tracing::info!(listen = %config.listen, "serving the management API");
+                    let stop = stop.clone();
+                    // The server runs the commit-confirm timer too.
+                    tokio::spawn(async move { server.serve(stop.notified()).await })
+                }
+                Err(e) => {
+                    eprintln!("gatewayd: management API: {}", chain(&e));
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => tokio::spawn(controller.clone().commit_confirm_timer()),
+        };
+        let served = server::serve(engine, &args.socket, controller).await;
+        stop.notify_one();
+        background.abort();
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gatewayd: control socket {}: {e}", args.socket.display());

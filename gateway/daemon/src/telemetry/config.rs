@@ -14,6 +14,8 @@ use gateway_tls::Identity;
 pub const ALERT_LOG: &str = "alerts.jsonl";
 pub const ALERT_LOG_MAX_BYTES: u64 = 16 << 20;
 pub const ALERT_LOG_KEEP: usize = 4;
+/// The local log's name in metrics (the policy refuses it for a syslog target).
+pub const ALERT_LOG_SINK: &str = gateway_policy::telemetry::LOCAL_ALERT_LOG;
 
 fn identity(tls: &ClientTls) -> Option<Identity> {
     tls.identity.as_ref().map(|(cert, key)| Identity {

@@ -295,7 +295,11 @@ impl Telemetry {
             .stats()
             .into_iter()
             .map(|s| ms::AlertSink {
-                name: s.name,
+                // The local log is named by its role, not its path (a label value is for people).
+                name: match s.kind {
+                    gateway_alerts::SinkKind::Jsonl => config::ALERT_LOG_SINK.to_owned(),
+                    _ => s.name,
+                },
                 sent: s.sent,
                 lost: s.lost,
                 queued: s.queued as u64,

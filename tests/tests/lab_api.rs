@@ -1,0 +1,389 @@
+//! Issue 4 end to end: gatewayd serves its management API over mutual TLS and an admin manages the
+//! box with the real `gatewayctl --remote` from a LAN host — roles (soc reads, cannot push),
+//! certificates from another CA refused, commit-confirm reverting an unconfirmed push (audited),
+//! a confirmed push staying, rollback to the first generation, and a local-socket apply recorded in
+//! the same history — while the data path keeps dropping the blocklisted host throughout.
+//!
+//! Needs root (namespaces, XDP) and `openssl` (mints the CAs and certificates).
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use gateway_common::{Reason, Role};
+use gateway_tests::lab::Probe::Ping;
+use gateway_tests::lab::Side::Client;
+use gateway_tests::lab::addr::{BLOCKED_V4, CLIENT_V4, GW_LAN_V4};
+use gateway_tests::lab::{ALT_POLICY, CtlOutput, EXAMPLE_POLICY, Lab};
+
+const API_PORT: u16 = 8443;
+
+/// Runs `openssl` with `args` in `dir`; fails with its output.
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl (this test needs it: apt-get install openssl)")?;
+    ensure!(
+        out.status.success(),
+        "openssl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn ca(dir: &Path, name: &str) -> Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            &format!("/O=Lab/CN=lab {name} CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}-ca.key"),
+            "-out",
+            &format!("{name}-ca.pem"),
+        ],
+    )
+}
+
+/// A certificate `name.pem` / `name.key` with `subject`, issued by `ca` with extensions `ext`.
+fn issue(dir: &Path, name: &str, subject: &str, ca: &str, ext: &str) -> Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}-ca.pem"),
+            "-CAkey",
+            &format!("{ca}-ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            ext,
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    )
+}
+
+/// The admin CA (alice: admin, sam: soc), the device CA (the box), and another CA whose "admin"
+/// must be refused.
+fn mint(dir: &Path) -> Result<()> {
+    for name in ["admin", "device", "other"] {
+        ca(dir, name)?;
+    }
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )?;
+    std::fs::write(
+        dir.join("server.ext"),
+        format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:gw-lab.example.internal,IP:{GW_LAN_V4}\n"
+        ),
+    )?;
+    issue(
+        dir,
+        "alice",
+        "/O=Lab/OU=admin/CN=alice",
+        "admin",
+        "client.ext",
+    )?;
+    issue(dir, "sam", "/O=Lab/OU=soc/CN=sam", "admin", "client.ext")?;
+    issue(
+        dir,
+        "mallory",
+        "/O=Lab/OU=admin/CN=mallory",
+        "other",
+        "client.ext",
+    )?;
+    issue(dir, "server", "/O=Lab/CN=gw-lab", "device", "server.ext")?;
+    Ok(())
+}
+
+/// gatewayctl --remote from the LAN client, as `who` (a certificate name in `certs`).
+struct Remote {
+    certs: PathBuf,
+    addr: String,
+}
+
+impl Remote {
+    fn run(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<CtlOutput> {
+        let c = |f: &str| self.certs.join(f).display().to_string();
+        let (ca, cert, key) = (
+            c("device-ca.pem"),
+            c(&format!("{who}.pem")),
+            c(&format!("{who}.key")),
+        );
+        let mut all = vec![
+            "--remote", &self.addr, "--ca", &ca, "--cert", &cert, "--key", &key,
+        ];
+        all.extend_from_slice(args);
+        lab.ctl_in(Client, &all)
+    }
+
+    fn ok(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<String> {
+        let out = self.run(lab, who, args)?;
+        ensure!(
+            out.success(),
+            "gatewayctl --remote ({who}) {} failed: {out}",
+            args.join(" ")
+        );
+        Ok(out.stdout)
+    }
+
+    fn json(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let out = self.ok(lab, who, args)?;
+        serde_json::from_str(&out).with_context(|| format!("{} --json: {out}", args.join(" ")))
+    }
+
+    /// (generation, bundle hash) in force and whether an apply is pending, per `status --json`.
+    fn in_force(&self, lab: &mut Lab, who: &str) -> Result<(u64, String, bool)> {
+        let s = self.json(lab, who, &["status", "--json"])?;
+        let current = &s["current"];
+        Ok((
+            current["generation"]
+                .as_u64()
+                .context("status: current.generation")?,
+            current["hash"]
+                .as_str()
+                .context("status: current.hash")?
+                .to_owned(),
+            !s["pending"].is_null(),
+        ))
+    }
+}
+
+/// The blocklisted host stays unreachable from the LAN (R2), whatever the control plane does.
+fn blocklist_enforced(lab: &mut Lab) -> Result<()> {
+    lab.expect_dropped(
+        Client,
+        CLIENT_V4,
+        BLOCKED_V4,
+        Ping,
+        Role::Lan,
+        Reason::Blocklist,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn admin_manages_the_box_over_mtls_with_gatewayctl() -> Result<()> {
+    let mut lab = Lab::up()?;
+    // In the lab's own directory: teardown removes it with the rest.
+    let certs = lab.run_dir().join("certs");
+    std::fs::create_dir_all(&certs)?;
+    mint(&certs)?;
+    let c = |f: &str| OsString::from(certs.join(f));
+    let listen = format!("{GW_LAN_V4}:{API_PORT}");
+    lab.start_gatewayd_with(
+        EXAMPLE_POLICY,
+        &[
+            "--api-listen".into(),
+            listen.clone().into(),
+            "--api-cert".into(),
+            c("server.pem"),
+            "--api-key".into(),
+            c("server.key"),
+            "--api-client-ca".into(),
+            c("admin-ca.pem"),
+        ],
+    )?;
+    let api = Remote {
+        certs: certs.clone(),
+        addr: listen,
+    };
+    blocklist_enforced(&mut lab)?;
+
+    // The policy gatewayd started with is generation 1 (adopted). The soc reads it…
+    let (first_gen, first_hash, pending) = api.in_force(&mut lab, "sam")?;
+    ensure!(
+        first_gen == 1 && !pending,
+        "start: generation {first_gen}, pending {pending}"
+    );
+    let history = api.json(&mut lab, "sam", &["history", "--json"])?;
+    ensure!(
+        history["entries"][0]["cause"] == "adopted",
+        "first generation is not the adopted start policy: {history}"
+    );
+    api.ok(&mut lab, "sam", &["stats"])?;
+    // …but may not push.
+    let alt = gateway_tests::lab::daemon::workspace_root().join(ALT_POLICY);
+    let alt = alt.to_str().context("UTF-8 path")?.to_owned();
+    let refused = api.run(&mut lab, "sam", &["apply", &alt])?;
+    ensure!(
+        refused.code == Some(2) && refused.stderr.contains("403"),
+        "soc apply was not refused with 403: {refused}"
+    );
+    // A certificate from another CA gets nothing, not even status.
+    let stranger = api.run(&mut lab, "mallory", &["status"])?;
+    ensure!(
+        !stranger.success(),
+        "a certificate from another CA was accepted: {stranger}"
+    );
+    ensure!(
+        api.in_force(&mut lab, "alice")?.1 == first_hash,
+        "a refused request changed the policy"
+    );
+
+    // Validate shows the diff and changes nothing.
+    let validated = api.ok(&mut lab, "alice", &["validate", &alt])?;
+    ensure!(validated.contains("valid"), "validate: {validated}");
+    ensure!(
+        api.in_force(&mut lab, "alice")?.1 == first_hash,
+        "validate changed the policy"
+    );
+
+    // Push with commit-confirm, and do not confirm: the first policy comes back by itself.
+    api.ok(&mut lab, "alice", &["apply", &alt, "--confirm-within", "3"])?;
+    let (_, pushed_hash, pending) = api.in_force(&mut lab, "alice")?;
+    ensure!(
+        pushed_hash != first_hash,
+        "the alternative policy has the same bundle hash"
+    );
+    // (It may already have expired on a slow machine; the revert is what matters.)
+    let _ = pending;
+    blocklist_enforced(&mut lab)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, hash, pending) = api.in_force(&mut lab, "sam")?;
+        if hash == first_hash && !pending {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the unconfirmed push was not reverted within 60 s; log:\n{}",
+                lab.gatewayd_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let audit = api.json(&mut lab, "sam", &["audit", "--limit", "50", "--json"])?;
+    let records = audit.as_array().context("audit --json is not a list")?;
+    ensure!(
+        records
+            .iter()
+            .any(|r| r["action"] == "policy.revert" && r["result"] == "ok"),
+        "no policy.revert in the audit log: {audit:#}"
+    );
+    ensure!(
+        records.iter().any(|r| r["action"] == "policy.apply"
+            && r["result"] == "denied"
+            && r["who"]["cn"] == "sam"),
+        "the soc's refused apply is not audited: {audit:#}"
+    );
+    blocklist_enforced(&mut lab)?;
+
+    // Push and confirm: it stays, also past the deadline.
+    let applied = api.json(
+        &mut lab,
+        "alice",
+        &["apply", &alt, "--confirm-within", "8", "--json"],
+    )?;
+    let generation = applied["generation"]
+        .as_u64()
+        .context("apply: generation")?;
+    api.ok(
+        &mut lab,
+        "alice",
+        &["confirm", "--generation", &generation.to_string()],
+    )?;
+    std::thread::sleep(Duration::from_secs(10));
+    let (gen_now, hash, pending) = api.in_force(&mut lab, "alice")?;
+    ensure!(
+        gen_now == generation && hash == pushed_hash && !pending,
+        "the confirmed push did not stay: generation {gen_now} (expected {generation}), hash {hash}, pending {pending}"
+    );
+    let local = lab.status()?;
+    ensure!(
+        local.policy.contains(&pushed_hash),
+        "the data path does not run the confirmed bundle: {}",
+        local.policy
+    );
+    blocklist_enforced(&mut lab)?;
+
+    // Roll back to the first generation.
+    let rolled = api.json(
+        &mut lab,
+        "alice",
+        &["rollback", "--to", &first_gen.to_string(), "--json"],
+    )?;
+    ensure!(rolled["cause"] == "rollback", "rollback answer: {rolled}");
+    ensure!(
+        api.in_force(&mut lab, "sam")?.1 == first_hash,
+        "rollback did not bring the first bundle back"
+    );
+    blocklist_enforced(&mut lab)?;
+
+    // An apply through the local socket lands in the same history, by the local user.
+    let out = lab.apply(ALT_POLICY)?;
+    ensure!(out.success(), "local apply: {out}");
+    let history = api.json(&mut lab, "sam", &["history", "--json"])?;
+    let newest = history["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .context("history has no entries")?;
+    ensure!(
+        newest["hash"] == pushed_hash.as_str() && newest["by"] == "root",
+        "local apply not recorded as root's: {newest}"
+    );
+    blocklist_enforced(&mut lab)?;
+
+    // The backup archive is a tar with the history in it.
+    let backup = certs.join("backup.tar");
+    api.ok(
+        &mut lab,
+        "alice",
+        &["export", backup.to_str().context("UTF-8")?],
+    )?;
+    let listing = Command::new("tar").arg("-tf").arg(&backup).output()?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    ensure!(
+        listing.contains("history.json"),
+        "export lacks history.json: {listing}"
+    );
+
+    lab.teardown()
+}
