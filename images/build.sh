@@ -62,13 +62,14 @@ declare -A TOOL_PKG=(
   [mmdebstrap]=mmdebstrap [mksquashfs]=squashfs-tools [mkfs.vfat]=dosfstools [mcopy]=mtools [mmd]=mtools
   [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [python3]=python3 [cargo]="rustup (the Rust toolchain)"
   [zstd]=zstd [depmod]=kmod [sha256sum]=coreutils [tar]=tar [gzip]=gzip [dd]=coreutils [systemctl]=systemd
+  [nft]=nftables [unshare]=util-linux [cpio]=cpio [modprobe]=kmod [modinfo]=kmod
 )
 missing=()
 for t in "${!TOOL_PKG[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t (Debian package ${TOOL_PKG[$t]})"); done
 # Python 3.11+ for tomllib (Debian 12's python3 is 3.11)
 python3 -c 'import tomllib' 2>/dev/null || missing+=("python3 >= 3.11 with tomllib (Debian package python3)")
 [ ${#missing[@]} -eq 0 ] || die "missing tools:$(printf '\n  - %s' "${missing[@]}")
-  install them with: apt-get install mmdebstrap squashfs-tools dosfstools mtools e2fsprogs fdisk zstd"
+  install them with: apt-get install mmdebstrap squashfs-tools dosfstools mtools e2fsprogs fdisk zstd nftables cpio kmod"
 
 eval "$(python3 "$IMAGES/lib/profile.py" env "$PROFILE")"
 ARCH=$PROFILE_ARCH DEB_ARCH=$PROFILE_DEB_ARCH NAME=$PROFILE_NAME
@@ -123,9 +124,11 @@ PACKAGES=(
   nftables iproute2 procps iputils-ping ethtool bpftool ca-certificates e2fsprogs dosfstools
   systemd-boot-efi openssh-server less
 )
-# The cache key covers everything that shapes the base tree: suite, arch, mirror, packages, initramfs config.
+# The cache key covers everything that shapes the base tree: suite, arch, mirror, packages, initramfs config
+# and the script that completes the initrd.
 BASE_KEY=$( { echo "$SUITE $DEB_ARCH $MIRROR"; printf '%s\n' "${PACKAGES[@]}"; mmdebstrap --version;
-              find "$IMAGES/initramfs" -type f -print0 | sort -z | xargs -0 sha256sum | sed "s|$IMAGES/||"; } \
+              { find "$IMAGES/initramfs" -type f -print0; printf '%s\0' "$IMAGES/lib/initrd-modules.sh"; } \
+                | sort -z | xargs -0 sha256sum | sed "s|$IMAGES/||"; } \
             | sha256sum | cut -c1-16)
 BASE_TAR="$CACHE/base-$SUITE-$DEB_ARCH-$BASE_KEY.tar"
 DEB_CACHE="$CACHE/debs-$SUITE-$DEB_ARCH"
@@ -143,6 +146,7 @@ else
     --essential-hook="mkdir -p \"\$1\"/etc/initramfs-tools" \
     --essential-hook="sync-in $IMAGES/initramfs /etc/initramfs-tools" \
     --customize-hook="sync-out /var/cache/apt/archives $DEB_CACHE" \
+    --customize-hook="$IMAGES/lib/initrd-modules.sh \"\$1\"" \
     --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*_Packages "$1"/var/lib/apt/lists/*_InRelease' \
     "$SUITE" "$BASE_TAR.tmp.tar" "$MIRROR" >"$WORK/mmdebstrap.log" 2>&1 \
     || { tail -n 30 "$WORK/mmdebstrap.log" >&2; die "mmdebstrap failed (full log: $WORK/mmdebstrap.log)"; }
@@ -156,9 +160,12 @@ fi
 step "binaries: gateway-update, gatewayd, gatewayctl ($RUST_TARGET)"
 FW_TARGET_DIR=${GATEWAY_FW_TARGET_DIR:-/work/target-fw}
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-cargo_build() {  # <package> [<extra args>...]; modest CPU use: the build machines are shared
+# Modest CPU use: the build machines are shared. Without SOURCE_DATE_EPOCH (exported above for the image):
+# some build scripts (ring's, via cc) rerun when it changes, which would rebuild the TLS stack for every new
+# commit and never reuse what scripts/test-images.sh or a developer built; rustc's output does not use it.
+cargo_build() {  # <package> [<extra args>...]
   local pkg=$1; shift
-  (cd "$REPO" && nice -n 10 cargo build --release -j1 --locked -p "$pkg" "$@") >>"$WORK/cargo.log" 2>&1 \
+  (cd "$REPO" && env -u SOURCE_DATE_EPOCH nice -n 10 cargo build --release -j1 --locked -p "$pkg" "$@") >>"$WORK/cargo.log" 2>&1 \
     || { tail -n 30 "$WORK/cargo.log" >&2; die "cargo build -p $pkg $* failed (log: $WORK/cargo.log)"; }
 }
 info "building gateway-update for $RUST_TARGET (target dir $FW_TARGET_DIR)"
@@ -202,7 +209,7 @@ mkdir -p "$ROOT"
 tar -C "$ROOT" --numeric-owner -xpf "$BASE_TAR"
 # our static files (units, rulesets, scripts, sshd/journald/sysctl config)
 cp -a --no-preserve=ownership "$IMAGES/rootfs/." "$ROOT/"
-STRIP=strip
+STRIP="strip"
 [ "$ARCH" = "$HOST_ARCH" ] || STRIP="${ARCH}-linux-gnu-strip"
 install_bin() {  # <src> <dst>: debug info stripped (a debug build is ~80 MB otherwise)
   install -m 0755 "$1" "$2"
@@ -230,16 +237,21 @@ if [ -f "$POLICY" ]; then
 else
   warn "example policy $POLICY not found: the image has no policy to start gatewayd with (pass --policy FILE)"
 fi
-# `gatewayctl validate` is offline and arch-neutral: any gatewayctl that runs here checks the image's pair
+# `gatewayctl validate` is offline and arch-neutral: a gatewayctl that runs here checks the image's pair
+# (for a foreign arch, the host's: from CARGO_TARGET_DIR first, which scripts/test-images.sh has just built)
 VALIDATOR=""
 if [ "$HAVE_GATEWAYD" = 1 ] && [ "$ARCH" = "$HOST_ARCH" ]; then VALIDATOR="$BIN_DIR/gatewayctl"
-else for c in "$REPO/target/release/gatewayctl" "$REPO/target/debug/gatewayctl"; do [ -x "$c" ] && { VALIDATOR=$c; break; }; done
+else
+  for c in ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/release/gatewayctl"} "$FW_TARGET_DIR/release/gatewayctl" \
+           "$REPO/target/release/gatewayctl" "$REPO/target/debug/gatewayctl"; do
+    [ -x "$c" ] && { VALIDATOR=$c; break; }
+  done
 fi
 if [ -n "$VALIDATOR" ] && [ -f "$ROOT/usr/share/gateway/policy/example.toml" ]; then
   "$VALIDATOR" validate --profile "$ROOT/usr/share/gateway/profile.toml" \
     "$ROOT/usr/share/gateway/policy/example.toml" >"$WORK/validate.log" 2>&1 \
-    || { cat "$WORK/validate.log" >&2; die "the example policy does not validate against the profile"; }
-  info "gatewayctl validate: runtime profile + example policy OK"
+    || { cat "$WORK/validate.log" >&2; die "the example policy does not validate against the profile ($VALIDATOR validate; an old build refuses newer policy fields)"; }
+  info "gatewayctl validate ($VALIDATOR): runtime profile + example policy OK"
 else
   info "no gatewayctl runs on this host: the example policy was not validated against the profile"
 fi
@@ -253,6 +265,19 @@ NETDIR="$IMAGES/network/$NAME"
 [ -d "$NETDIR" ] || { NETDIR="$IMAGES/network/default"; info "no images/network/$NAME: using images/network/default"; }
 python3 "$IMAGES/lib/profile.py" network "$PROFILE" "$NETDIR" "$ROOT/usr/lib/systemd/network"
 info "network config: $NETDIR -> $(cd "$ROOT/usr/lib/systemd/network" && ls -- *gateway* | tr '\n' ' ')"
+# Both rulesets must load (nft -c, a dry run, in a private network namespace: nothing on this host is
+# touched), and the example policy's metrics endpoint must be on a port they open.
+for rs in gateway-boot.nft gateway-run.nft; do
+  sed 's|"/etc/nftables/|"'"$ROOT"'/etc/nftables/|' "$ROOT/etc/nftables/$rs" > "$WORK/$rs"
+  unshare --net nft -c -f "$WORK/$rs" >"$WORK/nft-check.log" 2>&1 \
+    || { cat "$WORK/nft-check.log" >&2; die "images/rootfs/etc/nftables/$rs does not load with this profile's ports"; }
+done
+if [ -f "$ROOT/usr/share/gateway/policy/example.toml" ]; then
+  python3 "$IMAGES/lib/profile.py" metrics "$ROOT/usr/share/gateway/policy/example.toml" \
+    "$ROOT/etc/nftables/gateway-services.nft" "$NETDIR/dedicated.network" >&2 \
+    || die "the example policy's metrics endpoint does not fit the image's nftables (see above)"
+fi
+info "nftables: boot and run rulesets load; metrics port open on the dedicated ports only"
 cat > "$ROOT/usr/lib/gateway/firmware-release" <<EOF
 GATEWAY_FIRMWARE_VERSION=$VERSION
 GATEWAY_PROFILE=$NAME

@@ -11,7 +11,12 @@ extracts what the image needs and refuses a profile it cannot use, with a clear 
   profile.py runtime <profile.toml>         the profile gatewayd gets in the image (ports by ifname)
   profile.py network <profile.toml> <srcdir> <dir>
                                             per-role .network templates (@PORT@) -> one file per port
+  profile.py metrics <policy.toml> <gateway-services.nft> <dedicated.network>
+                                            the policy's metrics endpoint is on a port the image's
+                                            nftables opens (exit 1 if not); warns when its address is
+                                            not one the dedicated port's network config sets
 """
+import ipaddress
 import json
 import os
 import re
@@ -183,9 +188,45 @@ def cmd_runtime(path):
             die(f"{path}: top-level [{k}] is not known to the image builder")
 
 
+def cmd_metrics(policy_path, services_path, dedicated_network):
+    with open(policy_path, "rb") as f:
+        policy = tomllib.load(f)
+    listen = policy.get("telemetry", {}).get("metrics", {}).get("listen")
+    if listen is None:
+        print(f"      {os.path.basename(policy_path)}: no [telemetry.metrics]: the box serves no metrics")
+        return
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([0-9.]+):(\d+)", listen.strip())
+    if not m:
+        die(f"{policy_path}: telemetry.metrics.listen {listen!r} is not ADDRESS:PORT")
+    addr = ipaddress.ip_address(m.group(1) or m.group(3))
+    port = int(m.group(2) or m.group(4))
+    with open(services_path) as f:
+        opened = re.search(r"^define METRICS_TCP_PORTS = \{([^}]*)\}", f.read(), re.M)
+    if not opened:
+        die(f"{services_path}: no `define METRICS_TCP_PORTS = {{ ... }}`")
+    ports = {int(p) for p in opened.group(1).replace(",", " ").split()}
+    if port not in ports:
+        print(f"profile.py: {policy_path}: the metrics endpoint listens on {listen} but the image's nftables "
+              f"opens TCP {sorted(ports)} for metrics ({services_path}, METRICS_TCP_PORTS): the SOC could not "
+              "scrape it. Change one of them.", file=sys.stderr)
+        sys.exit(1)
+    configured = []
+    if os.path.exists(dedicated_network):
+        with open(dedicated_network) as f:
+            for line in f:
+                if line.strip().startswith("Address="):
+                    configured.append(ipaddress.ip_interface(line.split("=", 1)[1].strip()).ip)
+    if addr.is_unspecified or addr in configured:
+        print(f"      metrics endpoint {listen}: TCP {port} is open on the dedicated ports")
+    else:
+        print(f"      !!! metrics endpoint {listen}: {addr} is not an address the image gives the dedicated "
+              f"port ({dedicated_network}: {', '.join(map(str, configured)) or 'DHCP'}); gatewayd can only "
+              "serve metrics once the site's network config puts it there")
+
+
 def main(argv):
     cmds = {"env": (cmd_env, 1), "links": (cmd_links, 2), "nft": (cmd_nft, 1), "units": (cmd_units, 1),
-            "network": (cmd_network, 3), "runtime": (cmd_runtime, 1)}
+            "network": (cmd_network, 3), "runtime": (cmd_runtime, 1), "metrics": (cmd_metrics, 3)}
     if len(argv) < 2 or argv[1] not in cmds or len(argv) - 2 != cmds[argv[1]][1]:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -5,7 +5,8 @@
 #   tests/image/update-test.sh [--out DIR] [--timeout SECONDS] [--keep]
 #
 # Needs a built x86_64 image in --out (default images/out/qemu-x86_64; run images/build.sh
-# hw/qemu-x86_64.toml or tests/image/boot-test.sh first) and the build cache's development signing key.
+# hw/qemu-x86_64.toml or tests/image/boot-test.sh first), the build cache's development signing key, and
+# the gateway-update the build made ($GATEWAY_FW_TARGET_DIR as for images/build.sh, or $GATEWAY_UPDATE).
 #
 # 1. refused: a bundle signed by another key, for another arch, for another profile, not newer — exit 2,
 #    and nothing is written.
@@ -69,8 +70,10 @@ BUNDLE=$(ls "$OUT"/gateway-qemu-x86_64-*.gwb 2>/dev/null | head -n1)
 [ -n "$BUNDLE" ] || setup_fail "no bundle in $OUT"
 KEY="$CACHE/dev-signing.key"
 [ -f "$KEY" ] || setup_fail "no development signing key $KEY (the image was built with --signing-key?)"
-GU=${GATEWAY_UPDATE:-/work/target-fw/release/gateway-update}
-[ -x "$GU" ] || GU=/work/target-fw/x86_64-unknown-linux-gnu/release/gateway-update
+# the gateway-update images/build.sh built (GATEWAY_FW_TARGET_DIR, as there), or GATEWAY_UPDATE
+FW_TARGET_DIR=${GATEWAY_FW_TARGET_DIR:-/work/target-fw}
+GU=${GATEWAY_UPDATE:-$FW_TARGET_DIR/x86_64-unknown-linux-gnu/release/gateway-update}
+[ -x "$GU" ] || GU=$FW_TARGET_DIR/release/gateway-update
 [ -x "$GU" ] || setup_fail "no gateway-update binary (cargo build --release -p gateway-firmware)"
 PUB="$OUT/update-signing.pub"
 export MTOOLS_SKIP_CHECK=1

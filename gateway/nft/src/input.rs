@@ -28,6 +28,34 @@ pub struct NftInput {
     pub lan_services: LanServices,
 }
 
+/// What the boot ruleset ([`crate::render_boot`]) is rendered from: it runs before any policy is
+/// loaded, so only the hardware profile and the image's fixed service ports feed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootInput {
+    /// Kernel interface names of the `dedicated` ports.
+    pub dedicated_ifnames: Vec<String>,
+    /// The metrics endpoint's TCP ports (the image: `METRICS_TCP_PORTS` of `gateway-services.nft`).
+    pub metrics_tcp_ports: Vec<u16>,
+}
+
+impl BootInput {
+    /// Dedicated ports from the profile, named as [`NftInput::from_policy`] names them.
+    pub fn from_profile(profile: &Profile, metrics_tcp_ports: Vec<u16>) -> BootInput {
+        let mut dedicated_ifnames: Vec<String> = profile
+            .ports
+            .iter()
+            .filter(|p| p.role == Role::Dedicated)
+            .map(default_ifname)
+            .collect();
+        dedicated_ifnames.sort();
+        dedicated_ifnames.dedup();
+        BootInput {
+            dedicated_ifnames,
+            metrics_tcp_ports,
+        }
+    }
+}
+
 /// One port of the box.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {

@@ -18,7 +18,7 @@ pub mod render;
 
 pub use apply::{NftError, apply, check, current, to_json};
 pub use exprs::{FAMILY, TABLE};
-pub use input::{LanServices, Management, NftInput, Port};
+pub use input::{BootInput, LanServices, Management, NftInput, Port};
 pub use render::{render, render_boot};
 
 /// The `nftables` crate, whose schema types [`render()`] returns.

@@ -41,7 +41,7 @@ use crate::exprs::{
     FAMILY, Stmts, TABLE, accept, anon_set, base_chain, counter, ct_state, drop, eq, iifname_in,
     limit_per_second, masquerade, meta, named_set, net, oifname_in, payload, rule, set_ref, string,
 };
-use crate::input::NftInput;
+use crate::input::{BootInput, NftInput};
 
 /// Chain names in `inet gateway`.
 pub mod chain {
@@ -122,10 +122,12 @@ pub fn render(input: &NftInput) -> Nftables<'static> {
 
 /// The boot-time ruleset: default deny. Loaded before any interface is configured and before
 /// gatewayd runs; it stays in force if gatewayd never gets as far as applying [`render`]'s ruleset,
-/// so the box fails closed. Nothing is forwarded; the gateway accepts only loopback and IPv6
-/// neighbour discovery (link-local, routes nothing, and without it the links cannot come up).
+/// so the box fails closed. Nothing is forwarded; the gateway accepts only loopback, IPv6
+/// neighbour discovery (link-local, routes nothing, and without it the links cannot come up) and the
+/// metrics endpoint from the dedicated ports (the SOC sees a box stuck here: `gateway_policy_loaded 0`).
 /// DHCP clients still get their first lease: they use packet sockets, which netfilter does not see.
-pub fn render_boot() -> Nftables<'static> {
+/// The firmware image's `gateway-boot.nft` is this ruleset written by hand (a test compares them).
+pub fn render_boot(input: &BootInput) -> Nftables<'static> {
     let mut b = Batch::new();
     replace_table(&mut b);
     for c in filter_chains() {
@@ -133,6 +135,28 @@ pub fn render_boot() -> Nftables<'static> {
     }
     b.add(loopback_rule());
     b.add(neighbour_discovery_rule());
+    if !input.dedicated_ifnames.is_empty() && !input.metrics_tcp_ports.is_empty() {
+        b.add(rule(
+            chain::INPUT,
+            "metrics, for the SOC on the dedicated network",
+            vec![
+                eq(
+                    meta(MetaKey::Iifname),
+                    anon_set(input.dedicated_ifnames.iter().cloned().map(string)),
+                ),
+                eq(
+                    payload("tcp", "dport"),
+                    anon_set(
+                        input
+                            .metrics_tcp_ports
+                            .iter()
+                            .map(|p| Expression::Number(u32::from(*p))),
+                    ),
+                ),
+                accept(),
+            ],
+        ));
+    }
     b.to_nftables()
 }
 

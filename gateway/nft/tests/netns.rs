@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use gateway_nft::nftables::schema::Nftables;
 use gateway_nft::render::comment;
-use gateway_nft::{NftError, render, render_boot};
+use gateway_nft::{BootInput, NftError, render, render_boot};
 use serde_json::Value;
 
 /// Asserts a probe is refused and that the rule with `comment` counted it.
@@ -355,7 +355,7 @@ fn boot_ruleset_denies_all_but_neighbour_discovery_then_gives_way() {
     let _inet = Server::start(&lab.inet, "0.0.0.0", OTHER_PORT, Reply::PeerAddr);
     let _api = Server::start(&lab.gw, "0.0.0.0", API_PORT, Reply::PeerAddr);
     let _api6 = Server::start(&lab.gw, GW_LAN6, API_PORT, Reply::PeerAddr);
-    lab.gw.apply(&render_boot());
+    lab.gw.apply(&render_boot(&lab_boot_input()));
 
     // Nothing forwarded, nothing served (the boot ruleset has no counters: the policy drops).
     for (src, dst, port) in [
@@ -393,19 +393,46 @@ fn boot_ruleset_denies_all_but_neighbour_discovery_then_gives_way() {
     assert_eq!(answered(&lab.client, CLIENT, GW_LAN, API_PORT), CLIENT);
 }
 
-/// The text file the image loads at boot today and `render_boot()` make the same table (rules
-/// compared without comments), so the image can switch to the rendered JSON without a change.
+/// The text file the image loads at boot and `render_boot()` make the same table (rules compared
+/// without comments), so the image can switch to the rendered JSON without a change. The file's
+/// includes (ports generated from the profile, the services file) are redirected to a copy here.
 #[test]
 fn boot_ruleset_matches_the_image_file() {
     require_root_and_tools();
-    let image = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../images/rootfs/etc/nftables/gateway-boot.nft");
+    let nft_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/rootfs/etc/nftables");
     let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("gwt-nft{id}-bootfile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("gateway-ports.nft"),
+        "define LAN_PORTS = { \"lan0\" }\ndefine DEDICATED_PORTS = { \"ded0\" }\n\
+         define INTERNET_PORTS = { \"inet0\" }\n",
+    )
+    .unwrap();
+    let services = std::fs::read_to_string(nft_dir.join("gateway-services.nft")).unwrap();
+    std::fs::write(dir.join("gateway-services.nft"), &services).unwrap();
+    let boot = std::fs::read_to_string(nft_dir.join("gateway-boot.nft"))
+        .unwrap()
+        .replace("/etc/nftables/", &format!("{}/", dir.display()));
+    let image = dir.join("gateway-boot.nft");
+    std::fs::write(&image, boot).unwrap();
+    let metrics: Vec<u16> = services
+        .lines()
+        .find_map(|l| l.strip_prefix("define METRICS_TCP_PORTS = {"))
+        .and_then(|l| l.strip_suffix('}'))
+        .expect("gateway-services.nft defines METRICS_TCP_PORTS")
+        .split(',')
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
     let ours = Ns::create(format!("gwt-nft{id}-bootr"));
     let theirs = Ns::create(format!("gwt-nft{id}-booti"));
-    ours.apply(&render_boot());
+    ours.apply(&render_boot(&BootInput {
+        dedicated_ifnames: vec!["ded0".into()],
+        metrics_tcp_ports: metrics,
+    }));
     // The file starts with `flush ruleset`: harmless inside this fresh namespace.
     theirs.exec_ok("nft", &["-f", image.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
     let strip_comments = |mut v: Value| {
         fn walk(v: &mut Value) {
             match v {
@@ -424,7 +451,7 @@ fn boot_ruleset_matches_the_image_file() {
         strip_comments(normalised(&ours.current())),
         strip_comments(normalised(&theirs.current())),
         "render_boot() differs from {}",
-        image.display()
+        nft_dir.join("gateway-boot.nft").display()
     );
 }
 
@@ -451,7 +478,7 @@ fn rendered_rulesets_check_and_load() {
         ("lab", render(&lab_input())),
         ("bare", render(&bare)),
         ("everything", render(&everything)),
-        ("boot", render_boot()),
+        ("boot", render_boot(&lab_boot_input())),
     ] {
         ns.run_in(|| gateway_nft::check(&r))
             .unwrap_or_else(|e| panic!("{what}: {e}"));

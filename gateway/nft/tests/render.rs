@@ -9,7 +9,7 @@ use gateway_nft::nftables::expr::{Expression, MetaKey, NamedExpression};
 use gateway_nft::nftables::schema::{NfCmd, NfListObject, NfObject, Nftables, Rule};
 use gateway_nft::nftables::stmt::Statement;
 use gateway_nft::render::{chain, comment, set};
-use gateway_nft::{LanServices, Management, NftInput, render, render_boot, to_json};
+use gateway_nft::{BootInput, LanServices, Management, NftInput, render, render_boot, to_json};
 use gateway_policy::{load_policy, load_profile};
 
 fn repo() -> PathBuf {
@@ -34,6 +34,12 @@ fn ward_office_on(profile: &str) -> NftInput {
     let (policy, _) = load_policy(&repo().join("configs/ward-office.toml"), &profile)
         .unwrap_or_else(|e| panic!("{e}"));
     NftInput::from_policy(&profile, &policy, management())
+}
+
+/// The image's boot input on a profile: metrics on 9100 (`gateway-services.nft`).
+fn boot_on(profile: &str) -> BootInput {
+    let profile = load_profile(&repo().join("hw").join(profile)).unwrap();
+    BootInput::from_profile(&profile, vec![9100])
 }
 
 fn golden(name: &str, got: &str) {
@@ -61,7 +67,10 @@ fn golden_ward_office_on_lab_profile() {
 
 #[test]
 fn golden_boot() {
-    golden("boot.json", &to_json(&render_boot()).unwrap());
+    golden(
+        "boot.lab-veth.json",
+        &to_json(&render_boot(&boot_on("lab-veth.toml"))).unwrap(),
+    );
 }
 
 #[test]
@@ -133,7 +142,10 @@ fn objects(r: &Nftables<'static>) -> Vec<NfObject<'static>> {
 /// The batch replaces `inet gateway` and touches nothing else.
 #[test]
 fn batch_replaces_our_table_only() {
-    for r in [render(&ward_office_on("lab-veth.toml")), render_boot()] {
+    for r in [
+        render(&ward_office_on("lab-veth.toml")),
+        render_boot(&boot_on("lab-veth.toml")),
+    ] {
         let objs = objects(&r);
         assert!(matches!(
             &objs[0],
@@ -321,15 +333,35 @@ fn lan_services_and_masquerade_follow_the_input() {
     assert!(rules(&render(&input), chain::POSTROUTING).is_empty());
 }
 
-/// The boot ruleset: drop policies, loopback and neighbour discovery only, nothing forwarded.
+/// The boot ruleset: drop policies, loopback, neighbour discovery and metrics from the dedicated
+/// ports only, nothing forwarded.
 #[test]
 fn boot_is_default_deny() {
-    let r = render_boot();
+    let bare = render_boot(&BootInput::default());
+    assert_eq!(
+        rules(&bare, chain::INPUT).len(),
+        2,
+        "no metrics rule without ports"
+    );
+    let r = render_boot(&boot_on("lab-veth.toml"));
     assert!(rules(&r, chain::FORWARD).is_empty());
     assert!(rules(&r, chain::OUTPUT).is_empty());
     let input = rules(&r, chain::INPUT);
-    assert_eq!(input.len(), 2);
+    assert_eq!(input.len(), 3);
     assert!(mentions(&input[1], "nd-neighbor-solicit") && mentions(&input[1], "255"));
+    let metrics = &input[2];
+    assert!(mentions(metrics, "9100") && mentions(metrics, "accept"));
+    for port in &load_profile(&repo().join("hw/lab-veth.toml"))
+        .unwrap()
+        .ports
+    {
+        let name = format!("\"{}\"", port.name);
+        assert_eq!(
+            mentions(metrics, &name),
+            port.role == Role::Dedicated,
+            "{name}"
+        );
+    }
     let json = to_json(&r).unwrap();
     assert_eq!(json.matches("\"policy\": \"drop\"").count(), 2);
 }

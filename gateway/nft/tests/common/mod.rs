@@ -27,7 +27,7 @@ use std::time::Duration;
 use gateway_common::Role;
 use gateway_nft::nftables::schema::{NfListObject, NfObject, Nftables};
 use gateway_nft::nftables::stmt::{Counter, Statement};
-use gateway_nft::{Management, NftInput, Port};
+use gateway_nft::{BootInput, Management, NftInput, Port};
 
 pub const CLIENT: &str = "10.99.1.10"; // inside the management prefix 10.99.1.0/28
 pub const CLIENT_OUTSIDE_MGMT: &str = "10.99.1.100";
@@ -72,6 +72,14 @@ pub fn require_root_and_tools() {
             ok,
             "this test needs `{tool}` (Debian package {package}): apt-get install -y --no-install-recommends {package}"
         );
+    }
+}
+
+/// The boot input of the lab's gateway: metrics (9464) from its dedicated port.
+pub fn lab_boot_input() -> BootInput {
+    BootInput {
+        dedicated_ifnames: vec!["ded0".into()],
+        metrics_tcp_ports: vec![9464],
     }
 }
 
