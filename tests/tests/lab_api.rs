@@ -4,7 +4,11 @@
 //! a confirmed push staying, rollback to the first generation, and a local-socket apply recorded in
 //! the same history — while the data path keeps dropping the blocklisted host throughout.
 //!
-//! Needs root (namespaces, XDP) and `openssl` (mints the CAs and certificates).
+//! A box started with trusted keys applies only signed bundles (`gatewayctl sign`): unsigned, signed
+//! by another key, a signature for another bundle, and replays of an old version are refused.
+//!
+//! Needs root (namespaces, XDP), `openssl` (mints the CAs and certificates) and `gateway-update`
+//! beside gatewayctl (its `keygen` makes the signing keys).
 
 use std::{
     ffi::OsString,
@@ -386,4 +390,168 @@ fn admin_manages_the_box_over_mtls_with_gatewayctl() -> Result<()> {
     );
 
     lab.teardown()
+}
+
+/// Runs a tool on the host (not in a namespace): `gatewayctl sign`, `gateway-update keygen`.
+fn host_tool(tool: &Path, args: &[&OsString]) -> Result<String> {
+    let out = Command::new(tool).args(args).output()?;
+    ensure!(
+        out.status.success(),
+        "{} {:?} failed ({}): {}",
+        tool.display(),
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_box_with_trusted_keys_applies_only_signed_bundles() -> Result<()> {
+    let mut lab = Lab::up()?;
+    let certs = lab.run_dir().join("certs");
+    std::fs::create_dir_all(&certs)?;
+    mint(&certs)?;
+    let gatewayctl = lab.binaries()?.gatewayctl.clone();
+    let gateway_update = gatewayctl.with_file_name("gateway-update");
+    ensure!(
+        gateway_update.is_file(),
+        "{} not found (cargo build --release --bins builds it)",
+        gateway_update.display()
+    );
+    let c = |f: &str| OsString::from(certs.join(f));
+    for signer in ["signer", "stranger"] {
+        host_tool(
+            &gateway_update,
+            &[&"keygen".into(), &"--out".into(), &c(signer)],
+        )?;
+    }
+    // The box trusts the signer's public key only.
+    let listen = format!("{GW_LAN_V4}:{API_PORT}");
+    lab.start_gatewayd_with(
+        EXAMPLE_POLICY,
+        &[
+            "--api-listen".into(),
+            listen.clone().into(),
+            "--api-cert".into(),
+            c("server.pem"),
+            "--api-key".into(),
+            c("server.key"),
+            "--api-client-ca".into(),
+            c("admin-ca.pem"),
+            "--api-trusted-keys".into(),
+            c("signer.pub"),
+        ],
+    )?;
+    let api = Remote {
+        certs: certs.clone(),
+        addr: listen,
+    };
+    let root = gateway_tests::lab::daemon::workspace_root();
+    let policy = |p: &str| {
+        root.join(p)
+            .to_str()
+            .map(str::to_owned)
+            .context("UTF-8 path")
+    };
+    let (alt, example) = (policy(ALT_POLICY)?, policy(EXAMPLE_POLICY)?);
+    let sign = |policy: &str, key: &str, version: u64| -> Result<String> {
+        let out = certs.join(format!("{key}-{version}.sig.json"));
+        host_tool(
+            &gatewayctl,
+            &[
+                &"sign".into(),
+                &policy.into(),
+                &"--signing-key".into(),
+                &c(key),
+                &"--version".into(),
+                &version.to_string().into(),
+                &"--out".into(),
+                &out.clone().into_os_string(),
+            ],
+        )?;
+        out.to_str().map(str::to_owned).context("UTF-8 path")
+    };
+    let (_, first_hash, _) = api.in_force(&mut lab, "alice")?;
+    let refused = |lab: &mut Lab, args: &[&str], why: &str| -> Result<()> {
+        let out = api.run(lab, "alice", args)?;
+        ensure!(
+            out.code == Some(2) && out.stderr.contains(why),
+            "{} was not refused with {why:?}: {out}",
+            args.join(" ")
+        );
+        ensure!(
+            api.in_force(lab, "alice")?.1 == first_hash,
+            "a refused push changed the policy"
+        );
+        Ok(())
+    };
+
+    refused(&mut lab, &["apply", &alt], "only signed policy bundles")?;
+    let by_stranger = sign(&alt, "stranger", 5)?;
+    refused(
+        &mut lab,
+        &["apply", &alt, "--signature", &by_stranger],
+        "does not verify",
+    )?;
+    // A signature of one bundle never travels with another (caught before sending).
+    let for_alt = sign(&alt, "signer", 5)?;
+    refused(
+        &mut lab,
+        &["apply", &example, "--signature", &for_alt],
+        "signs bundle",
+    )?;
+    blocklist_enforced(&mut lab)?;
+
+    api.ok(&mut lab, "alice", &["apply", &alt, "--signature", &for_alt])?;
+    let (_, alt_hash, _) = api.in_force(&mut lab, "alice")?;
+    ensure!(alt_hash != first_hash, "the signed push did not apply");
+    // Replays: the same version again, and an older one, even for a different bundle.
+    let example_5 = sign(&example, "signer", 5)?;
+    refused_after(&api, &mut lab, &example, &example_5, &alt_hash)?;
+    let example_4 = sign(&example, "signer", 4)?;
+    refused_after(&api, &mut lab, &example, &example_4, &alt_hash)?;
+    let example_6 = sign(&example, "signer", 6)?;
+    api.ok(
+        &mut lab,
+        "alice",
+        &["apply", &example, "--signature", &example_6],
+    )?;
+    ensure!(
+        api.in_force(&mut lab, "alice")?.1 == first_hash,
+        "the newer signed bundle did not apply"
+    );
+    let audit = api.json(&mut lab, "sam", &["audit", "--limit", "50", "--json"])?;
+    let refusals = audit
+        .as_array()
+        .context("audit --json is not a list")?
+        .iter()
+        .filter(|r| r["action"] == "policy.apply" && r["result"] != "ok")
+        .count();
+    ensure!(
+        refusals >= 4,
+        "the refused signed pushes are not all audited ({refusals}): {audit:#}"
+    );
+    blocklist_enforced(&mut lab)?;
+    lab.teardown()
+}
+
+/// A replayed (not newer) signed bundle is refused and the policy in force stays `in_force`.
+fn refused_after(
+    api: &Remote,
+    lab: &mut Lab,
+    policy: &str,
+    signature: &str,
+    in_force: &str,
+) -> Result<()> {
+    let out = api.run(lab, "alice", &["apply", policy, "--signature", signature])?;
+    ensure!(
+        out.code == Some(2) && out.stderr.contains("replay"),
+        "replay of {signature} was not refused: {out}"
+    );
+    ensure!(
+        api.in_force(lab, "alice")?.1 == in_force,
+        "a replay changed the policy"
+    );
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! The operator's path, with the real tools: certificates minted by the `openssl` commands of
-//! API.md (the block between the `mint` markers, run as written), a bundle made by `tar`, and the
+//! the repository's README ("Managing a fleet": the block between the `mint` markers, run as written), a bundle made by `tar`, and the
 //! API driven by `curl`. Needs openssl, curl, tar and bash; fails (never skips) without them.
 #![allow(clippy::unwrap_used)] // reason: tests
 mod common;
@@ -21,10 +21,11 @@ fn need(tool: &str) {
     );
 }
 
-/// The shell block of API.md between `<!-- mint:begin -->` and `<!-- mint:end -->`.
+/// The shell block of the README between `<!-- mint:begin -->` and `<!-- mint:end -->`.
 fn mint_script() -> String {
     let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("API.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let (_, rest) = doc.split_once("<!-- mint:begin -->").unwrap();
     let (block, _) = rest.split_once("<!-- mint:end -->").unwrap();
     block
@@ -92,7 +93,7 @@ async fn certificates_minted_as_documented_work_with_curl() {
     let out = sh(d, &mint_script());
     assert!(
         out.status.success(),
-        "the mint block of API.md failed:\n{}",
+        "the mint block of README.md failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // A certificate with two roles, to see it refused.

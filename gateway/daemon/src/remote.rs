@@ -5,8 +5,10 @@ use std::{
 };
 
 use gateway_api::{
-    ApiClient, ApplyOptions, ApplyReport, BundleLimits, ClientError, HistoryReport, PolicyBundle,
-    RollbackTarget, StatusReport, ValidateReport, bundle::BundleError,
+    ApiClient, ApplyOptions, ApplyReport, BundleHash, BundleLimits, ClientError, HistoryReport,
+    PolicyBundle, RollbackTarget, SignatureFile, StatusReport, ValidateReport,
+    bundle::BundleError,
+    signing::{self, SigningError},
 };
 
 /// Where the box is and who we are.
@@ -50,8 +52,30 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: not a signature file (JSON with bundle_hash, version, signature)", path.display())]
+    SignatureFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}", signature_mismatch(signature, signed, bundle))]
+    SignatureMismatch {
+        signature: PathBuf,
+        signed: BundleHash,
+        bundle: BundleHash,
+    },
+    #[error(transparent)]
+    Signing(#[from] SigningError),
     #[error("tokio runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+fn signature_mismatch(signature: &Path, signed: &BundleHash, bundle: &BundleHash) -> String {
+    format!(
+        "{}: signs bundle {signed}, but the policy and feed files make bundle {bundle} (a file changed \
+         after signing, or the signature is for another policy)",
+        signature.display()
+    )
 }
 
 impl RemoteError {
@@ -59,7 +83,11 @@ impl RemoteError {
     pub fn is_refusal(&self) -> bool {
         match self {
             RemoteError::Client(e) => e.is_refusal(),
-            RemoteError::Toml { .. } | RemoteError::Bundle { .. } => true,
+            RemoteError::Toml { .. }
+            | RemoteError::Bundle { .. }
+            | RemoteError::SignatureFile { .. }
+            | RemoteError::SignatureMismatch { .. }
+            | RemoteError::Signing(_) => true,
             RemoteError::Read { .. } | RemoteError::Write { .. } | RemoteError::Runtime(_) => false,
         }
     }
@@ -83,6 +111,8 @@ pub enum Op {
     Apply {
         policy: PathBuf,
         confirm_within: Option<Duration>,
+        /// A detached signature ([`sign`]) for boxes that accept only signed bundles.
+        signature: Option<PathBuf>,
     },
     Confirm {
         generation: Option<u64>,
@@ -157,6 +187,55 @@ pub fn payload(policy: &Path) -> Result<Payload, RemoteError> {
         })
 }
 
+/// The bundle a policy file (or archive) makes: what the box hashes and a signature covers.
+pub fn bundle_of(policy: &Path) -> Result<PolicyBundle, RemoteError> {
+    match payload(policy)? {
+        Payload::Bundle(b) => Ok(b),
+        Payload::Archive(tar) => {
+            PolicyBundle::from_tar(&tar, &BundleLimits::default()).map_err(|source| {
+                RemoteError::Bundle {
+                    path: policy.to_owned(),
+                    source,
+                }
+            })
+        }
+    }
+}
+
+/// Signs the bundle of `policy` with the ed25519 key in `key` (64 hex digits, `gateway-update
+/// keygen`) at `version`, offline: the signer need not be the admin who pushes it.
+pub fn sign(policy: &Path, key: &Path, version: u64) -> Result<SignatureFile, RemoteError> {
+    let hash = bundle_of(policy)?.hash();
+    let key = signing::read_signing_key(key)?;
+    Ok(SignatureFile::new(
+        hash,
+        &signing::sign(&key, &hash, version),
+    ))
+}
+
+/// The signature in `file`, checked here against the bundle `policy` makes so a stale signature is
+/// caught before anything is sent.
+fn signature_for(policy: &Path, file: &Path) -> Result<gateway_api::BundleSignature, RemoteError> {
+    let text = std::fs::read(file).map_err(|source| RemoteError::Read {
+        path: file.to_owned(),
+        source,
+    })?;
+    let sig: SignatureFile =
+        serde_json::from_slice(&text).map_err(|source| RemoteError::SignatureFile {
+            path: file.to_owned(),
+            source,
+        })?;
+    let bundle = bundle_of(policy)?.hash();
+    if sig.bundle_hash != bundle {
+        return Err(RemoteError::SignatureMismatch {
+            signature: file.to_owned(),
+            signed: sig.bundle_hash,
+            bundle,
+        });
+    }
+    Ok(sig.signature()?)
+}
+
 /// `path` of every table in a top-level array of tables (`[[feed]]` and its kind).
 fn named_files(doc: &toml::Table) -> Vec<PathBuf> {
     doc.values()
@@ -211,10 +290,15 @@ async fn run_async(remote: &Remote, op: Op) -> Result<Answer, RemoteError> {
         Op::Apply {
             policy,
             confirm_within,
+            signature,
         } => {
+            let signature = match signature {
+                Some(path) => Some(signature_for(&policy, &path)?),
+                None => None,
+            };
             let options = ApplyOptions {
                 confirm_within,
-                signature: None,
+                signature,
             };
             Answer::Applied(match payload(&policy)? {
                 Payload::Archive(tar) => client.apply_archive(tar, &options).await?,

@@ -210,7 +210,11 @@ pub(crate) fn toml_error(
         .map(|seg| seg.split('[').next().unwrap_or(seg))
         .collect::<Vec<_>>()
         .join(".");
-    let message = inner.message().trim().replace('\n', "; ");
+    let mut message = inner.message().trim().replace('\n', "; ");
+    // The TOML parser gives no reason for some cuts (`ports =` at the end of a file).
+    if message.is_empty() {
+        message = "not valid TOML here: a value, quote or bracket is missing or extra".into();
+    }
     // serde reports a missing field at the table that lacks it: name the field itself.
     if let Some(missing) = message
         .strip_prefix("missing field `")

@@ -59,6 +59,23 @@ enum Command {
         /// Remote only: revert by itself unless `confirm` follows within this many seconds.
         #[arg(long)]
         confirm_within: Option<f64>,
+        /// Remote only: the detached signature (`gatewayctl sign`) a box with trusted keys requires.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
+    /// Sign a policy bundle offline (the policy file with its feed files, or a `*.tar` archive) for
+    /// boxes that accept only signed bundles: writes a detached signature file (JSON).
+    Sign {
+        policy: PathBuf,
+        /// The ed25519 signing key (64 hex digits; `gateway-update keygen --out FILE` makes one).
+        #[arg(long = "signing-key")]
+        signing_key: PathBuf,
+        /// The bundle version: must be above the last signed version the box applied (no replay).
+        #[arg(long)]
+        version: u64,
+        /// Where to write the signature (default: POLICY.sig.json beside the policy).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Remote: keep the apply awaiting confirmation.
     Confirm {
@@ -140,6 +157,18 @@ fn main() -> ExitCode {
             2,
             "--confirm-within needs --remote: commit-confirm is the management API's".into(),
         ),
+        Command::Apply {
+            signature: Some(_), ..
+        } => fail(
+            2,
+            "--signature needs --remote: signed bundles are checked by the management API".into(),
+        ),
+        Command::Sign {
+            policy,
+            signing_key,
+            version,
+            out,
+        } => sign(&policy, &signing_key, version, out),
         Command::Apply { policy, json, .. } => match std::path::absolute(&policy) {
             Ok(policy) => ask(&args.socket, &Request::Apply { policy }, json, false),
             Err(e) => fail(2, format!("{}: {e}", policy.display())),
@@ -203,11 +232,13 @@ fn remote_main(args: &Args, addr: String) -> ExitCode {
             policy,
             json,
             confirm_within,
+            signature,
         } => match seconds(*confirm_within) {
             Ok(confirm_within) => (
                 Op::Apply {
                     policy: policy.clone(),
                     confirm_within,
+                    signature: signature.clone(),
                 },
                 *json,
             ),
@@ -239,6 +270,9 @@ fn remote_main(args: &Args, addr: String) -> ExitCode {
                 "update and identity run on the box itself, not with --remote".into(),
             );
         }
+        Command::Sign { .. } => {
+            return fail(2, "sign runs offline, without --remote".into());
+        }
     };
     let answer = match remote::run(&remote, op) {
         Ok(a) => a,
@@ -257,6 +291,39 @@ fn remote_main(args: &Args, addr: String) -> ExitCode {
         };
     }
     print!("{}", render::remote(&answer, all));
+    ExitCode::SUCCESS
+}
+
+fn sign(
+    policy: &std::path::Path,
+    key: &std::path::Path,
+    version: u64,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let out = out.unwrap_or_else(|| {
+        let mut name = policy.as_os_str().to_owned();
+        name.push(".sig.json");
+        PathBuf::from(name)
+    });
+    let file = match remote::sign(policy, key, version) {
+        Ok(f) => f,
+        Err(e) => {
+            let code = if e.is_refusal() { 2 } else { 1 };
+            return fail(code, gateway_daemon::engine::chain(&e));
+        }
+    };
+    let json = match serde_json::to_string_pretty(&file) {
+        Ok(j) => j,
+        Err(e) => return fail(1, e.to_string()),
+    };
+    if let Err(e) = std::fs::write(&out, json + "\n") {
+        return fail(1, format!("cannot write {}: {e}", out.display()));
+    }
+    println!(
+        "signed bundle {} version {version}: {}",
+        file.bundle_hash,
+        out.display()
+    );
     ExitCode::SUCCESS
 }
 

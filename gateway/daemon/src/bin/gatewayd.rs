@@ -45,6 +45,11 @@ struct Args {
     /// The admin CA (PEM): client certificates must chain to it; their OU is the role.
     #[arg(long, requires = "api_listen")]
     api_client_ca: Option<PathBuf>,
+    /// Accept only policy bundles signed by one of these ed25519 keys (a text file, one public key
+    /// per line as 64 hex digits) with a version above the last one applied (no replay). Signatures
+    /// come from `gatewayctl sign`; unsigned pushes are refused.
+    #[arg(long, requires = "api_listen")]
+    api_trusted_keys: Option<PathBuf>,
     /// Policy generations kept in the history (at least 2).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=1000))]
     api_history: u64,
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
         let engine = backend::share(engine);
         let mut config = ControllerConfig::new(&api_dir);
         config.history_keep = usize::try_from(args.api_history).unwrap_or(16);
+        config.trusted_keys = args.api_trusted_keys.clone();
         // Opening reverts an apply left unconfirmed by a crash, or records the start policy.
         let controller = match Controller::open(config, EngineBackend::new(engine.clone())) {
             Ok(c) => SharedController::new(c),
