@@ -275,6 +275,7 @@ struct RawFeed {
     max_bytes: Option<Spanned<i64>>,
     ca: Option<Spanned<String>>,
     min_entries: Option<Spanned<i64>>,
+    timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -894,6 +895,7 @@ impl Validator<'_, '_> {
                 max_bytes: rf.max_bytes,
                 ca: rf.ca,
                 min_entries: rf.min_entries,
+                timeout_secs: rf.timeout_secs,
             };
             let path = match (rf.path, raw_remote.url.is_some()) {
                 (Some(path), false) => path,

@@ -9,6 +9,7 @@
 //! max_bytes = 67108864       # default 64 MiB, at most 128 MiB; a bigger download is refused
 //! ca = "certs/soc-ca.pem"    # optional, beside the policy; default: the Mozilla roots built in
 //! min_entries = 1            # default 1; a download with fewer entries is malformed
+//! timeout_secs = 60          # default 60, 5 to 600: the whole download (connect: at most 10 s)
 //! ```
 //!
 //! The policy layer only validates these settings; gatewayd fetches (gateway/daemon/src/feeds/).
@@ -31,6 +32,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 /// the compiler reads no bigger file either.
 pub const MAX_BYTES_CAP: u64 = crate::error::MAX_FILE_BYTES;
 pub const DEFAULT_MIN_ENTRIES: u64 = 1;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
 /// A validated `https://host[:port]/path` URL, split for the fetcher.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -144,6 +146,8 @@ pub struct RemoteFeed {
     /// Resolved against the policy's directory; `None`: the built-in Mozilla roots.
     pub ca: Option<PathBuf>,
     pub min_entries: u64,
+    /// The whole download, from connect to the last byte.
+    pub timeout: Duration,
 }
 
 impl RemoteFeed {
@@ -171,6 +175,7 @@ pub(crate) struct RawRemote {
     pub max_bytes: Option<Spanned<i64>>,
     pub ca: Option<Spanned<String>>,
     pub min_entries: Option<Spanned<i64>>,
+    pub timeout_secs: Option<Spanned<i64>>,
 }
 
 /// A local feed (`path`) takes none of the remote settings: a stray `refresh_secs` means the
@@ -241,6 +246,13 @@ pub(crate) fn validate(
         1,
         u64::from(u32::MAX),
     )?;
+    let timeout = int(
+        &raw.timeout_secs,
+        "feed.timeout_secs",
+        DEFAULT_TIMEOUT_SECS,
+        5,
+        600,
+    )?;
     let base = src.path.parent().unwrap_or(Path::new(""));
     let ca = match raw.ca {
         None => None,
@@ -279,6 +291,7 @@ pub(crate) fn validate(
             max_bytes,
             ca,
             min_entries,
+            timeout: Duration::from_secs(timeout),
         },
         line,
     ))

@@ -38,7 +38,7 @@ fn remote_feed_settings_and_defaults() {
     let path = write_policy(
         dir.path(),
         "name = \"soc\"\nurl = \"https://feeds.soc.example:8443/v1/ioc.json\"\nformat = \"json\"\n\
-         refresh_secs = 600\nmax_bytes = 1048576\nca = \"ca.pem\"\nmin_entries = 10\n\
+         refresh_secs = 600\nmax_bytes = 1048576\nca = \"ca.pem\"\nmin_entries = 10\ntimeout_secs = 5\n\
          [[feed]]\nname = \"drop\"\nurl = \"https://www.spamhaus.example/drop.txt\"\nformat = \"spamhaus\"\n",
     );
     let (policy, _) = load_policy(&path, &lab_profile()).unwrap();
@@ -50,12 +50,14 @@ fn remote_feed_settings_and_defaults() {
     assert_eq!(soc.max_bytes, 1 << 20);
     assert_eq!(soc.ca.as_deref(), Some(dir.path().join("ca.pem").as_path()));
     assert_eq!(soc.min_entries, 10);
+    assert_eq!(soc.timeout.as_secs(), 5);
     assert_eq!(policy.feeds[0].line as usize, body_line() + 1);
     let drop = policy.feeds[1].remote.as_ref().unwrap();
     assert_eq!(drop.refresh.as_secs(), 3600);
     assert_eq!(drop.max_bytes, 64 << 20);
     assert_eq!(drop.ca, None);
     assert_eq!(drop.min_entries, 1);
+    assert_eq!(drop.timeout.as_secs(), 60);
     assert_eq!(drop.file_name(), "drop.spamhaus");
 }
 
