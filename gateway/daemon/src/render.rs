@@ -87,9 +87,20 @@ pub fn status(r: &StatusReport) -> String {
             if p.adopted { "adopted" } else { "new" }
         );
     }
-    let _ = writeln!(s, "\nFEED                          ENTRIES");
+    let _ = writeln!(
+        s,
+        "\nFEED                          ENTRIES  AGE       SOURCE / LAST ERROR"
+    );
     for f in &r.feeds {
-        let _ = writeln!(s, "{:<29} {}", f.name, f.entries);
+        let age = f.age_secs.map_or_else(|| "-".to_owned(), age);
+        let _ = writeln!(
+            s,
+            "{:<29} {:>7}  {:<9} {}",
+            f.name, f.entries, age, f.source
+        );
+        if let Some(e) = &f.last_error {
+            let _ = writeln!(s, "{:<49} last error: {e}", "");
+        }
     }
     s
 }
@@ -110,6 +121,16 @@ pub fn stats(r: &StatsReport, all: bool) -> String {
         );
     }
     s
+}
+
+/// `42s`, `17m`, `5h`, `3d`.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }
 
 fn short(hash: &str) -> &str {
