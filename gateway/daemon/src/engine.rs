@@ -587,24 +587,13 @@ impl Engine {
                     last_error: None,
                 })
                 .collect(),
-            files: compiled
-                .summary
-                .feeds
-                .iter()
-                .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-                .collect(),
+            files: named_files(&compiled.summary),
         })
     }
 
     /// The policy file in force and the files it names (relative to its directory).
     pub fn policy_in_force(&self) -> (PathBuf, Vec<PathBuf>) {
-        let files = self
-            .in_force
-            .summary
-            .feeds
-            .iter()
-            .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-            .collect();
+        let files = named_files(&self.in_force.summary);
         (self.policy_path.clone(), files)
     }
 
@@ -679,6 +668,18 @@ impl Engine {
             Err(e) => error(ErrorKind::Internal, chain(&e)),
         }
     }
+}
+
+/// The files a policy names (feed files, remote feeds' CA files), relative to its directory: what
+/// travels with it in a bundle.
+fn named_files(summary: &Summary) -> Vec<PathBuf> {
+    summary
+        .feeds
+        .iter()
+        .flat_map(|f| [f.path.as_ref(), f.ca.as_ref()])
+        .flatten()
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Where a feed's entries come from, for `gatewayctl status`.

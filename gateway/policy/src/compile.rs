@@ -83,6 +83,8 @@ pub struct FeedSummary {
     pub path: Option<String>,
     /// URL of a remote feed.
     pub url: Option<String>,
+    /// A remote feed's `ca` file, relative to the policy's directory (it travels with the policy).
+    pub ca: Option<String>,
     /// Entries read from the file (or the policy).
     pub read: u64,
     /// Entries normalised because of host bits.
@@ -222,6 +224,7 @@ fn add_blocklists(
         format: None,
         path: None,
         url: None,
+        ca: None,
         read: policy.blocklist.len() as u64,
         normalised: 0,
         excepted: 0,
@@ -282,6 +285,12 @@ fn add_blocklists(
             format: Some(feed.format),
             path: feed.remote.is_none().then(|| feed.rel_path.clone()),
             url: feed.remote.as_ref().map(|r| r.url.url.clone()),
+            ca: feed
+                .remote
+                .as_ref()
+                .and_then(|r| r.ca.as_deref())
+                .and_then(|ca| ca.strip_prefix(policy.path.parent()?).ok())
+                .map(|ca| ca.display().to_string()),
             read,
             normalised,
             excepted,
