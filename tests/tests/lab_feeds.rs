@@ -60,10 +60,8 @@ fn hup(lab: &Lab) -> Result<()> {
     let pid = lab.gatewayd_pid().context("gatewayd not running")?;
     let pid = i32::try_from(pid)?;
     // SAFETY: kill(2) on the pid of the gatewayd this lab started; no memory is involved.
-    ensure!(
-        unsafe { libc::kill(pid, libc::SIGHUP) } == 0,
-        "kill -HUP {pid}"
-    );
+    let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+    ensure!(sent == 0, "kill -HUP {pid}");
     Ok(())
 }
 

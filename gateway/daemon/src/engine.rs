@@ -423,16 +423,7 @@ impl Engine {
                 .feeds
                 .iter()
                 .map(|f| {
-                    let remote = self.feeds.status(&f.name).filter(|_| f.url.is_some());
-                    let age = match &remote {
-                        Some(r) => crate::feeds::age(&r.state, now),
-                        None => f.path.as_ref().and_then(|p| {
-                            let modified = std::fs::metadata(self.in_force.dir.join(p))
-                                .and_then(|m| m.modified())
-                                .ok()?;
-                            now.duration_since(modified).ok()
-                        }),
-                    };
+                    let (age, remote) = self.feed_age(f, now);
                     ms::FeedStatus {
                         name: f.name.clone(),
                         kind: ms::FeedKind::Ip,
@@ -691,6 +682,26 @@ fn feed_source(f: &gateway_policy::FeedSummary) -> String {
 }
 
 impl Engine {
+    /// Age of a feed's list (a file: since it changed; a remote feed: since its last good
+    /// download) and, for a remote feed, its fetcher's state.
+    fn feed_age(
+        &self,
+        f: &gateway_policy::FeedSummary,
+        now: SystemTime,
+    ) -> (Option<Duration>, Option<crate::feeds::RemoteStatus>) {
+        let remote = self.feeds.status(&f.name).filter(|_| f.url.is_some());
+        let age = match &remote {
+            Some(r) => crate::feeds::age(&r.state, now),
+            None => f.path.as_ref().and_then(|p| {
+                let m = std::fs::metadata(self.in_force.dir.join(p))
+                    .and_then(|m| m.modified())
+                    .ok()?;
+                now.duration_since(m).ok()
+            }),
+        };
+        (age, remote)
+    }
+
     /// Per feed of the policy in force: entries in the image, source, age, last error.
     fn feed_status(&self) -> Vec<FeedStatus> {
         let now = SystemTime::now();
@@ -699,16 +710,7 @@ impl Engine {
             .feeds
             .iter()
             .map(|f| {
-                let remote = self.feeds.status(&f.name).filter(|_| f.url.is_some());
-                let age = match &remote {
-                    Some(r) => crate::feeds::age(&r.state, now),
-                    None => f.path.as_ref().and_then(|p| {
-                        let m = std::fs::metadata(self.in_force.dir.join(p))
-                            .and_then(|m| m.modified())
-                            .ok()?;
-                        now.duration_since(m).ok()
-                    }),
-                };
+                let (age, remote) = self.feed_age(f, now);
                 FeedStatus {
                     name: f.name.clone(),
                     entries: f.entries,
