@@ -87,11 +87,20 @@ pub fn status(r: &StatusReport) -> String {
             if p.adopted { "adopted" } else { "new" }
         );
     }
+    s.push('\n');
+    s.push_str(&feeds(&r.feeds));
+    s
+}
+
+/// The feed table of `status`: entries in force, age of the list, where it comes from and, for a
+/// remote feed whose last download failed, why.
+fn feeds(feeds: &[crate::control::FeedStatus]) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nFEED                          ENTRIES  AGE       SOURCE / LAST ERROR"
+        "FEED                          ENTRIES  AGE       SOURCE / LAST ERROR"
     );
-    for f in &r.feeds {
+    for f in feeds {
         let age = f.age_secs.map_or_else(|| "-".to_owned(), age);
         let _ = writeln!(
             s,
@@ -99,7 +108,7 @@ pub fn status(r: &StatusReport) -> String {
             f.name, f.entries, age, f.source
         );
         if let Some(e) = &f.last_error {
-            let _ = writeln!(s, "{:<49} last error: {e}", "");
+            let _ = writeln!(s, "{:<48} last error: {e}", "");
         }
     }
     s
@@ -297,5 +306,48 @@ fn word(v: &impl serde::Serialize) -> String {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
         Err(_) => "?".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::control::FeedStatus;
+
+    #[test]
+    fn feed_table_shows_source_age_and_last_error() {
+        let row =
+            |name: &str, entries, source: &str, age_secs, last_error: Option<&str>| FeedStatus {
+                name: name.into(),
+                entries,
+                source: source.into(),
+                age_secs,
+                last_error: last_error.map(str::to_owned),
+            };
+        let table = super::feeds(&[
+            row("policy", 2, "policy [blocklist]", None, None),
+            row(
+                "spamhaus-drop",
+                1398,
+                "feeds/spamhaus_drop.netset",
+                Some(90_000),
+                None,
+            ),
+            row(
+                "lab-remote",
+                3,
+                "https://203.0.113.10:9443/feeds/lab-remote.txt",
+                Some(41),
+                Some("timeout: no complete answer within 5 s"),
+            ),
+        ]);
+        assert_eq!(
+            table,
+            "FEED                          ENTRIES  AGE       SOURCE / LAST ERROR
+policy                              2  -         policy [blocklist]
+spamhaus-drop                    1398  25h       feeds/spamhaus_drop.netset
+lab-remote                          3  41s       https://203.0.113.10:9443/feeds/lab-remote.txt
+                                                 last error: timeout: no complete answer within 5 s
+"
+        );
     }
 }
