@@ -271,6 +271,12 @@ impl Engine {
                             ApplyError::Dataplane(_) => chain(&e),
                             _ => e.to_string(),
                         };
+                        // A list the compiler refuses (e.g. the maps would overflow) must not
+                        // stay the copy every later compile reads; a kernel error says nothing
+                        // about the list, which is tried again at the next apply.
+                        if matches!(e, ApplyError::Policy(_)) {
+                            self.feeds.reject_new_copy(&event.feed);
+                        }
                         tracing::error!(feed = %event.feed, error = %error, "new feed list not applied; the policy in force is unchanged");
                         params.extend([
                             ("event", "apply_failed".to_owned()),

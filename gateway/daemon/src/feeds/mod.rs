@@ -163,6 +163,21 @@ impl FeedManager {
         }
     }
 
+    /// The new copy of `feed` could not be applied: put the previous one back (see
+    /// [`Store::restore_previous`]) so later compiles use a list that was in force.
+    pub fn reject_new_copy(&self, feed: &str) {
+        let Some(r) = self.running.get(feed) else {
+            return;
+        };
+        match self.store.restore_previous(&r.config) {
+            Ok(()) => tracing::warn!(
+                feed,
+                "new list rejected; the previous copy is the last good one again"
+            ),
+            Err(e) => tracing::error!(feed, error = %e, "could not put the previous copy back"),
+        }
+    }
+
     pub fn status(&self, feed: &str) -> Option<RemoteStatus> {
         lock(&self.status).get(feed).cloned()
     }

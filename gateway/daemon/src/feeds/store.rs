@@ -85,11 +85,41 @@ impl Store {
         self.data_path(feed).is_file()
     }
 
-    /// Stores a new good list and its metadata.
+    fn prev(path: &Path) -> PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".prev");
+        PathBuf::from(p)
+    }
+
+    /// Stores a new good list and its metadata. The copy it replaces is kept as `….prev` (a hard
+    /// link, so the current name never goes missing) for [`Store::restore_previous`].
     pub fn save(&self, feed: &RemoteFeed, data: &[u8], meta: &Meta) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        for path in [self.data_path(feed), self.meta_path(feed)] {
+            let prev = Self::prev(&path);
+            remove_if_present(&prev)?;
+            match std::fs::hard_link(&path, &prev) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         replace(&self.data_path(feed), data)?;
         self.save_meta(feed, meta)
+    }
+
+    /// Puts the copy before the last [`Store::save`] back (the new list parsed but the policy
+    /// would not compile with it, e.g. too many entries for the maps): a list that cannot be
+    /// applied must not stay the "last good" one. Without an earlier copy the feed has none again.
+    pub fn restore_previous(&self, feed: &RemoteFeed) -> io::Result<()> {
+        for path in [self.data_path(feed), self.meta_path(feed)] {
+            let prev = Self::prev(&path);
+            if prev.exists() {
+                std::fs::rename(&prev, &path)?;
+            } else {
+                remove_if_present(&path)?;
+            }
+        }
+        File::open(&self.dir)?.sync_all()
     }
 
     /// Updates only the metadata (a 304 or an identical body: new fetched-at and validators).
@@ -97,6 +127,13 @@ impl Store {
         let json = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
         replace(&self.meta_path(feed), &json)?;
         File::open(&self.dir)?.sync_all()
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -152,6 +189,21 @@ mod tests {
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect::<Result<_, _>>()?;
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        // A second list keeps the first as the previous copy, which can be put back.
+        let second = b"192.0.2.7\n";
+        let meta2 = Meta {
+            sha256: sha256_hex(second),
+            ..meta.clone()
+        };
+        store.save(&f, second, &meta2)?;
+        assert_eq!(store.load(&f), Some(meta2));
+        store.restore_previous(&f)?;
+        assert_eq!(store.load(&f), Some(meta.clone()));
+        assert_eq!(std::fs::read(dir.path().join("feeds/soc.plain"))?, data);
+        // Nothing earlier than the first copy: restoring again leaves no copy at all.
+        store.restore_previous(&f)?;
+        assert!(!store.has_copy(&f));
+        store.save(&f, data, &meta)?;
         // Data replaced without its metadata (a crash between the renames): validators dropped.
         std::fs::write(dir.path().join("feeds/soc.plain"), "192.0.2.2\n")?;
         assert_eq!(store.load(&f), None);
