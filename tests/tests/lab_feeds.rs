@@ -279,6 +279,14 @@ fn remote_feeds_never_fail_open_and_admin_actions_reach_the_soc() -> Result<()> 
         last_success > 1.7e9,
         "last success timestamp {last_success}"
     );
+    let age = metric(
+        &mut lab,
+        &format!("gateway_feed_age_seconds{{feed=\"{FEED}\",kind=\"ip\"}}"),
+    )?;
+    ensure!(
+        (0.0..60.0).contains(&age),
+        "age since the good download: {age}"
+    );
     let entries_series = format!("gateway_feed_entries{{feed=\"{FEED}\",kind=\"ip\"}}");
     ensure!(metric(&mut lab, &entries_series)? == 3.0, "entries metric");
 
