@@ -26,6 +26,11 @@ pub enum Mode {
     Status(u16),
     /// Content-Length of the whole body, `at` bytes of it, then the TCP connection is dropped.
     Cut { body: Vec<u8>, at: usize },
+    /// No Content-Length (the body ends with the connection), `at` bytes of the body, then the TCP
+    /// connection is dropped without TLS close_notify: only TLS tells this from a complete body.
+    CutUntilClose { body: Vec<u8>, at: usize },
+    /// Chunked, `at` bytes in one chunk, then the connection is dropped before the last chunk.
+    ChunkedCut { body: Vec<u8>, at: usize },
     /// Content-Length `claimed` (more than the body), the whole body, then a clean TLS close.
     LengthMismatch { body: Vec<u8>, claimed: usize },
     /// Reads the request and never answers.
@@ -255,6 +260,27 @@ where
             // Dropped without close_notify or FIN handshake: the connection is cut.
             drop(tls);
             Ok(())
+        }
+        Mode::CutUntilClose { body, at } => {
+            tls.write_all(ok_head(None, None).as_bytes()).await?;
+            tls.write_all(&body[..at.min(body.len())]).await?;
+            tls.flush().await?;
+            drop(tls);
+            Ok(())
+        }
+        Mode::ChunkedCut { body, at } => {
+            let part = &body[..at.min(body.len())];
+            tls.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            )
+            .await?;
+            tls.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                .await?;
+            tls.write_all(part).await?;
+            tls.write_all(b"\r\n").await?;
+            // The last chunk ("0\r\n\r\n") never comes; the TLS session is closed cleanly, so
+            // only HTTP framing tells the body is incomplete.
+            tls.shutdown().await
         }
         Mode::LengthMismatch { body, claimed } => {
             tls.write_all(ok_head(Some(claimed), None).as_bytes())

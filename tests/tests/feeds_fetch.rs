@@ -100,6 +100,24 @@ fn good_lists_are_stored_and_every_failure_keeps_the_last_good_copy() -> Result<
             "body cut after",
         ),
         (
+            "close-delimited body cut without TLS close_notify",
+            Mode::CutUntilClose {
+                body: GOOD.to_vec(),
+                at: 20,
+            },
+            FeedFailure::Truncated,
+            "body cut after",
+        ),
+        (
+            "chunked body without its last chunk",
+            Mode::ChunkedCut {
+                body: GOOD.to_vec(),
+                at: 20,
+            },
+            FeedFailure::Truncated,
+            "body cut after",
+        ),
+        (
             "empty body",
             Mode::Serve {
                 body: Vec::new(),
@@ -201,6 +219,8 @@ fn good_lists_are_stored_and_every_failure_keeps_the_last_good_copy() -> Result<
         .map_err(anyhow::Error::msg)?;
     assert_eq!(failed(&fetch(&down)), Some(FeedFailure::Connect));
     let mut nxdomain = f.clone();
+    // A slow resolver must fail as dns, not hit the download timeout.
+    nxdomain.timeout = Duration::from_secs(60);
     nxdomain.url = gateway_policy::remote::parse_https_url("https://feeds.invalid/x")
         .map_err(anyhow::Error::msg)?;
     assert_eq!(failed(&fetch(&nxdomain)), Some(FeedFailure::Dns));
