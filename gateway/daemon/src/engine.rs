@@ -252,95 +252,34 @@ impl Engine {
     }
 
     /// A remote feed's fetcher reports: a new good list is applied like a SIGHUP reload (same
-    /// compile, same atomic swap); failures and recoveries become alerts to every alert sink.
+    /// compile, same atomic swap); failures, recoveries and refused lists become alerts to every
+    /// alert sink (texts in [`crate::feeds::notice`]).
     pub fn on_feed_event(&mut self, event: FeedEvent) {
-        use gateway_alerts::{Notice, Severity};
-        let host = self.telemetry.host().to_owned();
-        let mut params = vec![("feed", event.feed.clone()), ("url", event.url.clone())];
-        let notice = match &event.kind {
-            EventKind::Updated { entries } => {
-                let cause = format!("feed:{}", event.feed);
-                let path = self.policy_path.clone();
-                match self.apply_policy(&path, &cause) {
-                    Ok(r) => {
-                        tracing::info!(feed = %event.feed, entries, generation = r.generation, unchanged = r.unchanged, "new feed list applied");
-                        return;
+        let mut apply_error = None;
+        if let EventKind::Updated { entries } = event.kind {
+            let path = self.policy_path.clone();
+            match self.apply_policy(&path, &format!("feed:{}", event.feed)) {
+                Ok(r) => {
+                    tracing::info!(feed = %event.feed, entries, generation = r.generation, unchanged = r.unchanged, "new feed list applied");
+                }
+                Err(e) => {
+                    // A list the compiler refuses (e.g. the maps would overflow) must not stay
+                    // the copy every later compile reads; a kernel error says nothing about the
+                    // list, which is tried again at the next apply.
+                    if matches!(e, ApplyError::Policy(_)) {
+                        self.feeds.reject_new_copy(&event.feed);
                     }
-                    Err(e) => {
-                        let error = match &e {
-                            ApplyError::Dataplane(_) => chain(&e),
-                            _ => e.to_string(),
-                        };
-                        // A list the compiler refuses (e.g. the maps would overflow) must not
-                        // stay the copy every later compile reads; a kernel error says nothing
-                        // about the list, which is tried again at the next apply.
-                        if matches!(e, ApplyError::Policy(_)) {
-                            self.feeds.reject_new_copy(&event.feed);
-                        }
-                        tracing::error!(feed = %event.feed, error = %error, "new feed list not applied; the policy in force is unchanged");
-                        params.extend([
-                            ("event", "apply_failed".to_owned()),
-                            ("error", error.clone()),
-                        ]);
-                        Notice::new(
-                            &host,
-                            "feed",
-                            Severity::Error,
-                            params,
-                            format!(
-                                "feed {}: the new list from {} was not applied: {error}; the policy in force is unchanged",
-                                event.feed, event.url
-                            ),
-                        )
-                    }
+                    let error = chain(&e);
+                    tracing::error!(feed = %event.feed, error = %error, "new feed list not applied; the policy in force is unchanged");
+                    apply_error = Some(error);
                 }
             }
-            EventKind::Failed { error, kept } => {
-                let kept_text = match kept {
-                    Some(n) => format!("the last good list ({n} entries) stays in force"),
-                    None => "no good list yet: this feed blocks nothing".to_owned(),
-                };
-                params.extend([
-                    ("event", "failed".to_owned()),
-                    ("reason", error.reason.as_str().to_owned()),
-                    ("error", error.detail.clone()),
-                    (
-                        "kept_entries",
-                        kept.map_or_else(|| "none".to_owned(), |n| n.to_string()),
-                    ),
-                ]);
-                Notice::new(
-                    &host,
-                    "feed",
-                    Severity::Error,
-                    params,
-                    format!(
-                        "feed {}: download from {} failed ({}): {}; {kept_text}",
-                        event.feed,
-                        event.url,
-                        error.reason.as_str(),
-                        error.detail
-                    ),
-                )
-            }
-            EventKind::Recovered { after } => {
-                params.extend([
-                    ("event", "recovered".to_owned()),
-                    ("failed_attempts", after.to_string()),
-                ]);
-                Notice::new(
-                    &host,
-                    "feed",
-                    Severity::Notice,
-                    params,
-                    format!(
-                        "feed {}: download from {} succeeded again after {after} failed attempts",
-                        event.feed, event.url
-                    ),
-                )
-            }
-        };
-        self.telemetry.notify(&notice);
+        }
+        if let Some(notice) =
+            crate::feeds::notice::notice(self.telemetry.host(), &event, apply_error.as_deref())
+        {
+            self.telemetry.notify(&notice);
+        }
     }
 
     /// Sends an audit record of the management API to the alert sinks (SOC syslog, local log).

@@ -9,6 +9,7 @@
 //! [`serve_events`], which hands each event to [`crate::engine::Engine::on_feed_event`] (the
 //! engine is locked only there, never by a download).
 pub mod http;
+pub mod notice;
 pub mod schedule;
 pub mod store;
 
