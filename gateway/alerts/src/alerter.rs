@@ -42,6 +42,16 @@ impl Alerter {
         }
     }
 
+    /// A control-plane notice (feed failure or recovery, audit record) to every sink.
+    pub fn notify(&self, notice: &crate::Notice) {
+        for sink in &self.jsonl {
+            sink.send_notice(notice);
+        }
+        for sink in &self.syslog {
+            sink.send_notice(notice);
+        }
+    }
+
     /// One snapshot per sink: files first, then syslog destinations, in configuration order.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.jsonl

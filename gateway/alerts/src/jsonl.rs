@@ -100,26 +100,44 @@ impl JsonlSink {
 
     /// Appends the alert as one line; `false` (and counted lost) if that failed.
     pub fn send(&self, alert: &Alert) -> bool {
-        let mut current = lock(&self.current);
-        match self.append(&mut current, alert) {
-            Ok(()) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                true
-            }
+        match alert.to_json() {
+            Ok(line) => self.send_line(line),
             Err(e) => {
-                if current.last_error.is_none() {
-                    warn!(path = %self.config.path.display(), error = %e, "alert file write failed");
-                }
-                current.last_error = Some(e.to_string());
-                current.file = None;
-                self.lost.fetch_add(1, Ordering::Relaxed);
+                self.fail(&mut lock(&self.current), &io::Error::other(e));
                 false
             }
         }
     }
 
-    fn append(&self, current: &mut Current, alert: &Alert) -> io::Result<()> {
-        let mut line = alert.to_json().map_err(io::Error::other)?;
+    /// Appends a control-plane notice (feed failures, audit records) as one line.
+    pub fn send_notice(&self, notice: &crate::Notice) -> bool {
+        self.send_line(notice.to_json())
+    }
+
+    fn fail(&self, current: &mut Current, e: &io::Error) {
+        if current.last_error.is_none() {
+            warn!(path = %self.config.path.display(), error = %e, "alert file write failed");
+        }
+        current.last_error = Some(e.to_string());
+        current.file = None;
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn send_line(&self, line: String) -> bool {
+        let mut current = lock(&self.current);
+        match self.append(&mut current, line) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.fail(&mut current, &e);
+                false
+            }
+        }
+    }
+
+    fn append(&self, current: &mut Current, mut line: String) -> io::Result<()> {
         line.push('\n');
         let len = line.len() as u64;
         if current.file.is_none() {

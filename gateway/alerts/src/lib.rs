@@ -8,12 +8,16 @@
 //!   never blocks the caller, reconnecting with backoff, resending what the receiver's TCP did not
 //!   acknowledge.
 //!
+//! Control-plane events (feed failures and recoveries, audit records) go the same way as
+//! [`Notice`]s: same sinks, their own MSGID and structured-data element.
+//!
 //! Each sink reports a [`SinkStats`] snapshot: sent, lost, queued, connected.
 mod alert;
 mod alerter;
 mod config;
 mod error;
 mod jsonl;
+mod notice;
 pub mod rfc3339;
 mod stats;
 pub mod syslog;
@@ -26,6 +30,7 @@ pub use config::{AlertsConfig, Backoff, JsonlConfig, SyslogConfig, SyslogTranspo
 pub use error::AlertsError;
 pub use gateway_tls::Identity;
 pub use jsonl::JsonlSink;
+pub use notice::{Notice, severity_word};
 pub use stats::{SinkKind, SinkStats};
-pub use syslog::Facility;
+pub use syslog::{Facility, Severity};
 pub use syslog_sink::{MAX_ATTEMPTS, SyslogSink};

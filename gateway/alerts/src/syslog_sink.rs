@@ -250,6 +250,13 @@ impl SyslogSink {
         self.shared.push(syslog::frame(message.as_bytes()))
     }
 
+    /// Queues a control-plane notice (MSGID = its kind); `false` (and counted lost) if the queue
+    /// is full. Never waits.
+    pub fn send_notice(&self, notice: &crate::Notice) -> bool {
+        let message = notice.to_rfc5424(self.facility, self.procid);
+        self.shared.push(syslog::frame(message.as_bytes()))
+    }
+
     pub fn stats(&self) -> SinkStats {
         let queued = {
             let q = lock(&self.shared.queue);

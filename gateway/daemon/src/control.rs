@@ -78,6 +78,15 @@ pub struct StatusReport {
 pub struct FeedStatus {
     pub name: String,
     pub entries: u64,
+    /// `policy` (the inline blocklist), the feed file as written, or the URL of a remote feed.
+    #[serde(default)]
+    pub source: String,
+    /// Seconds since the file changed / the last good download; `None`: unknown or never.
+    #[serde(default)]
+    pub age_secs: Option<u64>,
+    /// Remote feeds: the last attempt's error (`reason: detail`), until one succeeds.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ use crate::control::{
     ApplyResult, CounterJson, ErrorKind, ErrorReport, FeedStatus, PortStatus, Request, Response,
     StatsReport, StatusReport,
 };
+use crate::feeds::{EventKind, FeedEvent, FeedManager};
 use crate::journal::{self, Journal};
 use crate::telemetry::{Telemetry, names::Names};
 
@@ -85,6 +86,11 @@ pub struct Engine {
     ports: Vec<AttachedPort>,
     last_apply: Duration,
     journal: Journal,
+    /// Fetchers of the remote feeds of the policy in force; their last good copies are what
+    /// those feeds contribute to every compile.
+    feeds: FeedManager,
+    /// Taken once by gatewayd ([`crate::feeds::serve_events`]).
+    feed_events: Option<tokio::sync::mpsc::UnboundedReceiver<FeedEvent>>,
 }
 
 /// A compiled policy with what it took.
@@ -94,17 +100,22 @@ struct Compiled {
     took: Duration,
     summary: Summary,
     telemetry: gateway_policy::telemetry::Telemetry,
+    /// The policy's remote feeds (`url = …`), for the fetchers.
+    remote: Vec<gateway_policy::remote::RemoteFeed>,
 }
 
-fn compile(policy: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
+/// Compiles `policy`; remote feeds contribute their last good copy in `store`.
+fn compile(policy: &Path, profile: &Profile, store: &Path) -> Result<Compiled, PolicyError> {
     let started = Instant::now();
-    let c = gateway_policy::compile(policy, profile)?;
+    let (parsed, warnings) = gateway_policy::load_policy(policy, profile)?;
+    let c = gateway_policy::compile_policy_with_store(&parsed, profile, warnings, Some(store))?;
     Ok(Compiled {
         image: Arc::new(c.image),
         warnings: c.warnings.iter().map(ToString::to_string).collect(),
         took: started.elapsed(),
         summary: c.summary,
         telemetry: c.telemetry,
+        remote: parsed.feeds.into_iter().filter_map(|f| f.remote).collect(),
     })
 }
 
@@ -136,7 +147,10 @@ impl Engine {
     /// port, so no port ever runs the program without its role and a policy.
     pub fn start(opts: &StartOptions) -> Result<Engine, StartError> {
         let profile = gateway_policy::profile::load_profile(&opts.profile)?;
-        let compiled = compile(&opts.policy, &profile)?;
+        // Remote feeds start from their last good copy (kept across restarts) until a download
+        // succeeds; without one they contribute nothing and the rest of the policy applies.
+        let (feeds, feed_events) = FeedManager::new(opts.state_dir.join("feeds"));
+        let compiled = compile(&opts.policy, &profile, feeds.store_dir())?;
         let journal = Journal::open(&opts.state_dir).map_err(StartError::State)?;
         let mut resolved = Vec::new();
         for spec in &profile.ports {
@@ -224,9 +238,56 @@ impl Engine {
             ports,
             last_apply,
             journal,
+            feeds,
+            feed_events: Some(feed_events),
         };
+        engine.feeds.reconfigure(&compiled.remote);
         engine.publish_metrics();
         Ok(engine)
+    }
+
+    /// The feed fetchers' events (once; gatewayd runs [`crate::feeds::serve_events`] on them).
+    pub fn take_feed_events(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<FeedEvent>> {
+        self.feed_events.take()
+    }
+
+    /// A remote feed's fetcher reports: a new good list is applied like a SIGHUP reload (same
+    /// compile, same atomic swap); failures, recoveries and refused lists become alerts to every
+    /// alert sink (texts in [`crate::feeds::notice`]).
+    pub fn on_feed_event(&mut self, event: FeedEvent) {
+        let mut apply_error = None;
+        if let EventKind::Updated { entries } = event.kind {
+            let path = self.policy_path.clone();
+            match self.apply_policy(&path, &format!("feed:{}", event.feed)) {
+                Ok(r) => {
+                    tracing::info!(feed = %event.feed, entries, generation = r.generation, unchanged = r.unchanged, "new feed list applied");
+                }
+                Err(e) => {
+                    // A list the compiler refuses (e.g. the maps would overflow) must not stay
+                    // the copy every later compile reads; a kernel error says nothing about the
+                    // list, which is tried again at the next apply.
+                    if matches!(e, ApplyError::Policy(_)) {
+                        self.feeds.reject_new_copy(&event.feed);
+                    }
+                    let error = chain(&e);
+                    tracing::error!(feed = %event.feed, error = %error, "new feed list not applied; the policy in force is unchanged");
+                    apply_error = Some(error);
+                }
+            }
+        }
+        if let Some(notice) =
+            crate::feeds::notice::notice(self.telemetry.host(), &event, apply_error.as_deref())
+        {
+            self.telemetry.notify(&notice);
+        }
+    }
+
+    /// Sends an audit record of the management API to the alert sinks (SOC syslog, local log).
+    pub fn audit_to_soc(&self, record: &gateway_api::AuditRecord) {
+        self.telemetry.notify(&crate::audit_soc::audit_notice(
+            self.telemetry.host(),
+            record,
+        ));
     }
 
     /// The drop-event reader (once; the server loop owns it).
@@ -306,16 +367,19 @@ impl Engine {
             feeds: summary
                 .feeds
                 .iter()
-                .map(|f| ms::FeedStatus {
-                    name: f.name.clone(),
-                    kind: ms::FeedKind::Ip,
-                    entries: f.entries,
-                    age: f.path.as_ref().and_then(|p| {
-                        let modified = std::fs::metadata(self.in_force.dir.join(p))
-                            .and_then(|m| m.modified())
-                            .ok()?;
-                        now.duration_since(modified).ok()
-                    }),
+                .map(|f| {
+                    let (age, remote) = self.feed_age(f, now);
+                    ms::FeedStatus {
+                        name: f.name.clone(),
+                        kind: ms::FeedKind::Ip,
+                        entries: f.entries,
+                        age,
+                        remote: remote.map(|r| ms::RemoteFeedStatus {
+                            last_success: r.state.last_success,
+                            last_ok: r.state.last_ok.unwrap_or(false),
+                            failures: r.state.failures,
+                        }),
+                    }
                 })
                 .collect(),
             ports: self
@@ -344,9 +408,12 @@ impl Engine {
     }
 
     /// Re-reads the policy the daemon was started with or last applied (SIGHUP).
+    /// Remote feeds are fetched again at once.
     pub fn reload(&mut self) -> Response {
         let path = self.policy_path.clone();
-        self.apply(&path, "reload")
+        let response = self.apply(&path, "reload");
+        self.feeds.fetch_now();
+        response
     }
 
     fn apply(&mut self, policy: &Path, cause: &str) -> Response {
@@ -366,7 +433,7 @@ impl Engine {
                 path: policy.to_owned(),
             });
         }
-        let compiled = compile(policy, &self.profile)?;
+        let compiled = compile(policy, &self.profile, self.feeds.store_dir())?;
         let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
         let hash = compiled.image.hash();
         let in_force = self
@@ -416,6 +483,7 @@ impl Engine {
             self.in_force.summary = compiled.summary.clone();
         }
         self.telemetry.reconfigure(compiled.telemetry.clone());
+        self.feeds.reconfigure(&compiled.remote);
         self.publish_metrics();
         Ok(ApplyResult {
             generation: report.generation,
@@ -436,7 +504,7 @@ impl Engine {
     /// Compiles `policy` against the profile and tells what applying it would change, without
     /// touching the data path.
     pub fn dry_run(&self, policy: &Path) -> Result<DryRun, PolicyError> {
-        let compiled = compile(policy, &self.profile)?;
+        let compiled = compile(policy, &self.profile, self.feeds.store_dir())?;
         Ok(DryRun {
             image_hash: gateway_policy::image::hex(&compiled.image.hash()),
             entries: compiled.image.entry_count(),
@@ -450,26 +518,18 @@ impl Engine {
                 .map(|f| FeedStatus {
                     name: f.name.clone(),
                     entries: f.entries,
+                    source: feed_source(f),
+                    age_secs: None,
+                    last_error: None,
                 })
                 .collect(),
-            files: compiled
-                .summary
-                .feeds
-                .iter()
-                .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-                .collect(),
+            files: named_files(&compiled.summary),
         })
     }
 
     /// The policy file in force and the files it names (relative to its directory).
     pub fn policy_in_force(&self) -> (PathBuf, Vec<PathBuf>) {
-        let files = self
-            .in_force
-            .summary
-            .feeds
-            .iter()
-            .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-            .collect();
+        let files = named_files(&self.in_force.summary);
         (self.policy_path.clone(), files)
     }
 
@@ -506,15 +566,7 @@ impl Engine {
             policy: self.policy_path.display().to_string(),
             profile: self.profile_path.display().to_string(),
             entries: self.image.entry_count(),
-            feeds: self
-                .image
-                .feeds
-                .iter()
-                .map(|f| FeedStatus {
-                    name: f.name.clone(),
-                    entries: f.entries,
-                })
-                .collect(),
+            feeds: self.feed_status(),
             ports: self
                 .ports
                 .iter()
@@ -551,6 +603,72 @@ impl Engine {
             }),
             Err(e) => error(ErrorKind::Internal, chain(&e)),
         }
+    }
+}
+
+/// The files a policy names (feed files, remote feeds' CA files), relative to its directory: what
+/// travels with it in a bundle.
+fn named_files(summary: &Summary) -> Vec<PathBuf> {
+    summary
+        .feeds
+        .iter()
+        .flat_map(|f| [f.path.as_ref(), f.ca.as_ref()])
+        .flatten()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Where a feed's entries come from, for `gatewayctl status`.
+fn feed_source(f: &gateway_policy::FeedSummary) -> String {
+    f.url
+        .clone()
+        .or_else(|| f.path.clone())
+        .unwrap_or_else(|| "policy [blocklist]".to_owned())
+}
+
+impl Engine {
+    /// Age of a feed's list (a file: since it changed; a remote feed: since its last good
+    /// download) and, for a remote feed, its fetcher's state.
+    fn feed_age(
+        &self,
+        f: &gateway_policy::FeedSummary,
+        now: SystemTime,
+    ) -> (Option<Duration>, Option<crate::feeds::RemoteStatus>) {
+        let remote = self.feeds.status(&f.name).filter(|_| f.url.is_some());
+        let age = match &remote {
+            Some(r) => crate::feeds::age(&r.state, now),
+            None => f.path.as_ref().and_then(|p| {
+                let m = std::fs::metadata(self.in_force.dir.join(p))
+                    .and_then(|m| m.modified())
+                    .ok()?;
+                now.duration_since(m).ok()
+            }),
+        };
+        (age, remote)
+    }
+
+    /// Per feed of the policy in force: entries in the image, source, age, last error.
+    fn feed_status(&self) -> Vec<FeedStatus> {
+        let now = SystemTime::now();
+        self.in_force
+            .summary
+            .feeds
+            .iter()
+            .map(|f| {
+                let (age, remote) = self.feed_age(f, now);
+                FeedStatus {
+                    name: f.name.clone(),
+                    entries: f.entries,
+                    source: feed_source(f),
+                    age_secs: age.map(|a| a.as_secs()),
+                    last_error: remote.and_then(|r| {
+                        r.state
+                            .last_error
+                            .map(|e| format!("{}: {}", e.reason.as_str(), e.detail))
+                    }),
+                }
+            })
+            .collect()
     }
 }
 

@@ -3,10 +3,13 @@
 //! They speak newline-delimited JSON over a Unix socket (`control`): one request, one response per
 //! connection. `engine` is the daemon's state and the only place that changes the data path;
 //! `render` turns responses into the tables gatewayctl prints; `telemetry` sends flows, alerts and
-//! metrics to the SOC.
+//! metrics to the SOC; `feeds` fetches remote feeds over HTTPS; `audit_soc` sends the API's audit
+//! records to the SOC.
+pub mod audit_soc;
 pub mod backend;
 pub mod control;
 pub mod engine;
+pub mod feeds;
 pub mod journal;
 pub mod remote;
 pub mod render;

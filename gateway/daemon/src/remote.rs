@@ -236,12 +236,15 @@ fn signature_for(policy: &Path, file: &Path) -> Result<gateway_api::BundleSignat
     Ok(sig.signature()?)
 }
 
-/// `path` of every table in a top-level array of tables (`[[feed]]` and its kind).
+/// `path` (and `ca`, a remote feed's CA file) of every table in a top-level array of tables
+/// (`[[feed]]` and its kind).
 fn named_files(doc: &toml::Table) -> Vec<PathBuf> {
     doc.values()
         .filter_map(toml::Value::as_array)
         .flatten()
-        .filter_map(|t| t.get("path").and_then(toml::Value::as_str))
+        .flat_map(|t| [t.get("path"), t.get("ca")])
+        .flatten()
+        .filter_map(toml::Value::as_str)
         .map(PathBuf::from)
         .collect()
 }
@@ -356,12 +359,16 @@ mod tests {
     #[test]
     fn feed_paths_are_found() {
         let doc: toml::Table = toml::from_str(
-            "[policy]\nname='x'\n[[feed]]\nname='a'\npath='feeds/a.netset'\n[[feed]]\nname='b'\npath='b.txt'\n[[isolated]]\nname='s'\n",
+            "[policy]\nname='x'\n[[feed]]\nname='a'\npath='feeds/a.netset'\n[[feed]]\nname='b'\npath='b.txt'\n[[feed]]\nname='r'\nurl='https://x.example/r'\nca='certs/r.pem'\n[[isolated]]\nname='s'\n",
         )
         .expect("toml");
         assert_eq!(
             named_files(&doc),
-            vec![PathBuf::from("feeds/a.netset"), PathBuf::from("b.txt")]
+            vec![
+                PathBuf::from("feeds/a.netset"),
+                PathBuf::from("b.txt"),
+                PathBuf::from("certs/r.pem")
+            ]
         );
     }
 }

@@ -87,9 +87,29 @@ pub fn status(r: &StatusReport) -> String {
             if p.adopted { "adopted" } else { "new" }
         );
     }
-    let _ = writeln!(s, "\nFEED                          ENTRIES");
-    for f in &r.feeds {
-        let _ = writeln!(s, "{:<29} {}", f.name, f.entries);
+    s.push('\n');
+    s.push_str(&feeds(&r.feeds));
+    s
+}
+
+/// The feed table of `status`: entries in force, age of the list, where it comes from and, for a
+/// remote feed whose last download failed, why.
+fn feeds(feeds: &[crate::control::FeedStatus]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "FEED                          ENTRIES  AGE       SOURCE / LAST ERROR"
+    );
+    for f in feeds {
+        let age = f.age_secs.map_or_else(|| "-".to_owned(), age);
+        let _ = writeln!(
+            s,
+            "{:<29} {:>7}  {:<9} {}",
+            f.name, f.entries, age, f.source
+        );
+        if let Some(e) = &f.last_error {
+            let _ = writeln!(s, "{:<48} last error: {e}", "");
+        }
     }
     s
 }
@@ -110,6 +130,16 @@ pub fn stats(r: &StatsReport, all: bool) -> String {
         );
     }
     s
+}
+
+/// `42s`, `17m`, `5h`, `3d`.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }
 
 fn short(hash: &str) -> &str {
@@ -276,5 +306,48 @@ fn word(v: &impl serde::Serialize) -> String {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
         Err(_) => "?".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::control::FeedStatus;
+
+    #[test]
+    fn feed_table_shows_source_age_and_last_error() {
+        let row =
+            |name: &str, entries, source: &str, age_secs, last_error: Option<&str>| FeedStatus {
+                name: name.into(),
+                entries,
+                source: source.into(),
+                age_secs,
+                last_error: last_error.map(str::to_owned),
+            };
+        let table = super::feeds(&[
+            row("policy", 2, "policy [blocklist]", None, None),
+            row(
+                "spamhaus-drop",
+                1398,
+                "feeds/spamhaus_drop.netset",
+                Some(90_000),
+                None,
+            ),
+            row(
+                "lab-remote",
+                3,
+                "https://203.0.113.10:9443/feeds/lab-remote.txt",
+                Some(41),
+                Some("timeout: no complete answer within 5 s"),
+            ),
+        ]);
+        assert_eq!(
+            table,
+            "FEED                          ENTRIES  AGE       SOURCE / LAST ERROR
+policy                              2  -         policy [blocklist]
+spamhaus-drop                    1398  25h       feeds/spamhaus_drop.netset
+lab-remote                          3  41s       https://203.0.113.10:9443/feeds/lab-remote.txt
+                                                 last error: timeout: no complete answer within 5 s
+"
+        );
     }
 }

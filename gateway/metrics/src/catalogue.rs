@@ -260,8 +260,33 @@ pub const FEED_AGE: Family = Family {
     name: "gateway_feed_age_seconds",
     kind: Kind::Gauge,
     labels: FEED_LABELS,
-    help: "Time since this feed's file last changed. A value that keeps growing means the feed is \
-           no longer being refreshed.",
+    help: "Time since this feed's file last changed (a remote feed: since its last good \
+           download). A value that keeps growing means the feed is no longer being refreshed.",
+};
+
+pub const FEED_LAST_SUCCESS: Family = Family {
+    name: "gateway_feed_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &["feed"],
+    help: "Remote feeds: Unix time of the last good download (the list in force came from it). \
+           Left out until the first one.",
+};
+
+pub const FEED_LAST_FETCH_OK: Family = Family {
+    name: "gateway_feed_last_fetch_ok",
+    kind: Kind::Gauge,
+    labels: &["feed"],
+    help: "Remote feeds: 1 if the last download attempt gave a usable list (new, unchanged or \
+           304), 0 if it failed (the last good list stays in force).",
+};
+
+pub const FEED_FETCH_FAILURES: Family = Family {
+    name: "gateway_feed_fetch_failures_total",
+    kind: Kind::Counter,
+    labels: &["feed", "reason"],
+    help: "Remote feeds: download attempts refused, by reason (dns, connect, tls, timeout, \
+           http_status, truncated, too_large, empty, malformed, too_few_entries, store). None of \
+           them changes what is enforced.",
 };
 
 pub const PORT_INFO: Family = Family {
@@ -320,6 +345,9 @@ pub const FAMILIES: &[Family] = &[
     POLICY_COMPILE_DURATION,
     FEED_ENTRIES,
     FEED_AGE,
+    FEED_LAST_SUCCESS,
+    FEED_LAST_FETCH_OK,
+    FEED_FETCH_FAILURES,
     PORT_INFO,
     PORT_ATTACHED,
     BUILD_INFO,

@@ -6,8 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use gateway_common::{Reason, Role};
 
 use crate::snapshot::{
-    AlertEvents, AlertSink, Build, FeedKind, FeedStatus, FlowCollector, FlowFormat, FlowTable,
-    PolicyStatus, PortStatus, Snapshot, Traffic, Transport, VerdictCounters, XdpMode,
+    AlertEvents, AlertSink, Build, FeedFailure, FeedKind, FeedStatus, FlowCollector, FlowFormat,
+    FlowTable, PolicyStatus, PortStatus, RemoteFeedStatus, Snapshot, Traffic, Transport,
+    VerdictCounters, XdpMode,
 };
 
 /// The example snapshot (see the module documentation).
@@ -118,18 +119,29 @@ pub fn example() -> Snapshot {
                 kind: FeedKind::Ip,
                 entries: 1_204,
                 age: Some(Duration::from_secs(1_800)),
+                remote: Some(RemoteFeedStatus {
+                    last_success: Some(UNIX_EPOCH + Duration::from_secs(1_784_012_400)),
+                    last_ok: false,
+                    failures: {
+                        let mut f = [0; FeedFailure::ALL.len()];
+                        f[FeedFailure::Timeout.index()] = 2;
+                        f
+                    },
+                }),
             },
             FeedStatus {
                 name: "spamhaus-drop".to_owned(),
                 kind: FeedKind::Ip,
                 entries: 1_398,
                 age: Some(Duration::from_secs(86_400 + 3_600)),
+                remote: None,
             },
             FeedStatus {
                 name: "feodo".to_owned(),
                 kind: FeedKind::Ip,
                 entries: 412,
                 age: Some(Duration::from_secs(7_200)),
+                remote: None,
             },
         ],
         ports: vec![

@@ -219,7 +219,26 @@ pub fn families(s: &Snapshot) -> Vec<MetricFamily> {
             age.sample(&labels, a.as_secs_f64());
         }
     }
-    out.extend([entries.finish(), age.finish()]);
+    let mut last_success = FamilyBuilder::new(&c::FEED_LAST_SUCCESS);
+    let mut last_ok = FamilyBuilder::new(&c::FEED_LAST_FETCH_OK);
+    let mut failures = FamilyBuilder::new(&c::FEED_FETCH_FAILURES);
+    for f in &s.feeds {
+        let Some(r) = &f.remote else { continue };
+        if let Some(t) = r.last_success {
+            last_success.sample(&[&f.name], unix_seconds(t));
+        }
+        last_ok.sample(&[&f.name], flag(r.last_ok));
+        for reason in crate::snapshot::FeedFailure::ALL {
+            failures.sample(&[&f.name, reason.as_str()], num(r.failures[reason.index()]));
+        }
+    }
+    out.extend([
+        entries.finish(),
+        age.finish(),
+        last_success.finish(),
+        last_ok.finish(),
+        failures.finish(),
+    ]);
 
     let mut ports = FamilyBuilder::new(&c::PORT_INFO);
     let mut attached = FamilyBuilder::new(&c::PORT_ATTACHED);

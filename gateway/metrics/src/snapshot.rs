@@ -213,9 +213,89 @@ pub struct FeedStatus {
     pub kind: FeedKind,
     /// Entries the feed contributed to the compiled policy.
     pub entries: u64,
-    /// Time since the feed file's mtime, measured by the daemon at scrape time; `None` when the
-    /// file cannot be stat'ed any more (the sample is then left out rather than made up).
+    /// Time since the feed file's mtime (a remote feed: since its last good download), measured
+    /// by the daemon at scrape time; `None` when the file cannot be stat'ed any more or a remote
+    /// feed never downloaded (the sample is then left out rather than made up).
     pub age: Option<Duration>,
+    /// How the fetcher fares, for a feed fetched over HTTPS (`url = …`).
+    pub remote: Option<RemoteFeedStatus>,
+}
+
+/// The fetcher of one remote feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFeedStatus {
+    /// When the last good list was downloaded (kept across restarts with the list itself).
+    pub last_success: Option<SystemTime>,
+    /// Whether the last attempt gave a usable answer (a new list, the same list, or 304).
+    pub last_ok: bool,
+    /// Failed attempts since gatewayd started, by reason, in [`FeedFailure::ALL`] order.
+    pub failures: [u64; FeedFailure::ALL.len()],
+}
+
+/// Why a download was refused: the `reason` label of `gateway_feed_fetch_failures_total`, the
+/// `reason` of the feed alert and the word `gatewayctl status` prints. A fixed set, so a remote
+/// feed has a fixed number of series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeedFailure {
+    /// The host name did not resolve.
+    Dns,
+    /// No TCP connection (refused, unreachable, connect timeout) or HTTP/1.1 failed to start.
+    Connect,
+    /// TLS handshake failed (unknown CA, wrong name, expired) or the `ca` file is unusable.
+    Tls,
+    /// The whole download took longer than `timeout_secs`.
+    Timeout,
+    /// Any answer but 200 (or 304 to a conditional request).
+    HttpStatus,
+    /// The body ended early: Content-Length mismatch or the connection cut mid-body.
+    Truncated,
+    /// Content-Length or the bytes received exceed `max_bytes`.
+    TooLarge,
+    /// No body, or a body with no entries.
+    Empty,
+    /// Not UTF-8, or the feed parser refused it (any bad entry refuses the whole download).
+    Malformed,
+    /// Fewer entries than `min_entries`.
+    TooFewEntries,
+    /// The good download could not be stored (disk full, …): it is not used.
+    Store,
+}
+
+impl FeedFailure {
+    pub const ALL: [FeedFailure; 11] = [
+        FeedFailure::Dns,
+        FeedFailure::Connect,
+        FeedFailure::Tls,
+        FeedFailure::Timeout,
+        FeedFailure::HttpStatus,
+        FeedFailure::Truncated,
+        FeedFailure::TooLarge,
+        FeedFailure::Empty,
+        FeedFailure::Malformed,
+        FeedFailure::TooFewEntries,
+        FeedFailure::Store,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FeedFailure::Dns => "dns",
+            FeedFailure::Connect => "connect",
+            FeedFailure::Tls => "tls",
+            FeedFailure::Timeout => "timeout",
+            FeedFailure::HttpStatus => "http_status",
+            FeedFailure::Truncated => "truncated",
+            FeedFailure::TooLarge => "too_large",
+            FeedFailure::Empty => "empty",
+            FeedFailure::Malformed => "malformed",
+            FeedFailure::TooFewEntries => "too_few_entries",
+            FeedFailure::Store => "store",
+        }
+    }
+
+    /// Index in [`FeedFailure::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// How XDP runs on a port (from the hardware profile; never changed silently).

@@ -79,8 +79,12 @@ pub struct FeedSummary {
     pub name: String,
     /// `None` for the inline blocklist.
     pub format: Option<FeedFormat>,
-    /// Path as written in the policy (`None` for the inline blocklist).
+    /// Path as written in the policy (`None` for the inline blocklist and remote feeds).
     pub path: Option<String>,
+    /// URL of a remote feed.
+    pub url: Option<String>,
+    /// A remote feed's `ca` file, relative to the policy's directory (it travels with the policy).
+    pub ca: Option<String>,
     /// Entries read from the file (or the policy).
     pub read: u64,
     /// Entries normalised because of host bits.
@@ -118,7 +122,7 @@ impl fmt::Display for Summary {
                 feed.normalised,
                 feed.excepted,
                 feed.entries,
-                feed.path.as_deref().unwrap_or("-")
+                feed.path.as_deref().or(feed.url.as_deref()).unwrap_or("-")
             )?;
         }
         writeln!(f, "sections:")?;
@@ -132,8 +136,19 @@ impl fmt::Display for Summary {
 /// Compile the policy file at `policy_path` for the box described by `profile`, reading the feed
 /// files it names (relative to its directory).
 pub fn compile(policy_path: &Path, profile: &Profile) -> Result<Compiled, PolicyError> {
+    compile_with_store(policy_path, profile, None)
+}
+
+/// Like [`compile`], with remote feeds (`url = …`) read from their last good copy in `store`
+/// (`<store>/<name>.<format>`, kept by the daemon's fetcher). A remote feed without a good copy
+/// yet, or without a store, contributes nothing: the rest of the policy still applies.
+pub fn compile_with_store(
+    policy_path: &Path,
+    profile: &Profile,
+    store: Option<&Path>,
+) -> Result<Compiled, PolicyError> {
     let (policy, warnings) = load_policy(policy_path, profile)?;
-    compile_policy(&policy, profile, warnings)
+    compile_policy_with_store(&policy, profile, warnings, store)
 }
 
 /// Compile policy text; `policy_path` names it in messages and is the base of relative feed paths
@@ -151,10 +166,20 @@ pub fn compile_str(
 pub fn compile_policy(
     policy: &Policy,
     profile: &Profile,
+    warnings: Vec<Warning>,
+) -> Result<Compiled, PolicyError> {
+    compile_policy_with_store(policy, profile, warnings, None)
+}
+
+/// [`compile_policy`] with the store of remote feeds (see [`compile_with_store`]).
+pub fn compile_policy_with_store(
+    policy: &Policy,
+    profile: &Profile,
     mut warnings: Vec<Warning>,
+    store: Option<&Path>,
 ) -> Result<Compiled, PolicyError> {
     let mut image = MapImage::default();
-    let feeds = add_blocklists(policy, &mut image, &mut warnings)?;
+    let feeds = add_blocklists(policy, &mut image, &mut warnings, store)?;
     add_systems_and_networks(policy, &mut image);
     add_allow_rules(policy, &mut image)?;
     image.settings_flags = if policy.drop_fragments {
@@ -192,11 +217,14 @@ fn add_blocklists(
     policy: &Policy,
     image: &mut MapImage,
     warnings: &mut Vec<Warning>,
+    store: Option<&Path>,
 ) -> Result<Vec<FeedSummary>, PolicyError> {
     let mut feeds = vec![FeedSummary {
         name: INLINE_FEED.to_string(),
         format: None,
         path: None,
+        url: None,
+        ca: None,
         read: policy.blocklist.len() as u64,
         normalised: 0,
         excepted: 0,
@@ -216,9 +244,37 @@ fn add_blocklists(
         .collect();
     for (i, feed) in policy.feeds.iter().enumerate() {
         let id = FeedId::try_from(i + 1).unwrap_or(FeedId::MAX);
-        let text = read_file(&feed.path, &policy.path, feed.line, "feed.path")?;
-        let mut parsed = parse_feed(&text, &feed.path, feed.format)?;
-        drop(text);
+        let file = match &feed.remote {
+            None => Some(feed.path.clone()),
+            Some(remote) => {
+                let copy =
+                    store.and_then(|s| crate::remote::last_good(s, &remote.name, remote.format));
+                if copy.is_none() {
+                    warnings.push(Warning {
+                        path: policy.path.clone(),
+                        line: feed.line,
+                        field: "feed.url".into(),
+                        message: format!(
+                            "feed {:?} has no good copy yet: it blocks nothing until a download from {} succeeds",
+                            feed.name, remote.url.url
+                        ),
+                    });
+                }
+                copy
+            }
+        };
+        let field = if feed.remote.is_some() {
+            "feed.url"
+        } else {
+            "feed.path"
+        };
+        let mut parsed = match &file {
+            Some(f) => {
+                let text = read_file(f, &policy.path, feed.line, field)?;
+                parse_feed(&text, f, feed.format)?
+            }
+            None => crate::feeds::FeedEntries::default(),
+        };
         warnings.append(&mut parsed.warnings);
         let read = parsed.len() as u64;
         let normalised = parsed.normalised;
@@ -227,7 +283,14 @@ fn add_blocklists(
         feeds.push(FeedSummary {
             name: feed.name.clone(),
             format: Some(feed.format),
-            path: Some(feed.rel_path.clone()),
+            path: feed.remote.is_none().then(|| feed.rel_path.clone()),
+            url: feed.remote.as_ref().map(|r| r.url.url.clone()),
+            ca: feed
+                .remote
+                .as_ref()
+                .and_then(|r| r.ca.as_deref())
+                .and_then(|ca| ca.strip_prefix(policy.path.parent()?).ok())
+                .map(|ca| ca.display().to_string()),
             read,
             normalised,
             excepted,

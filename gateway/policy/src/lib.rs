@@ -4,6 +4,7 @@
 //! - [`policy`]: the policy file (TOML) and its validation against a profile.
 //! - [`feeds`]: threat-intel feed parsers (plain, FireHOL netset/ipset, Spamhaus, JSON).
 //! - [`prefixes`]: prefix-set algebra (de-duplication, carving of exceptions).
+//! - [`remote`]: `[[feed]] url = "https://…"`: what the daemon's fetcher needs.
 //! - [`compile`]: policy + feeds + profile → map image, warnings and a summary.
 //! - [`telemetry`]: the `[telemetry]` section (collectors, alerts, metrics endpoint).
 //! - [`diff`]: what changes between two images.
@@ -21,9 +22,13 @@ pub mod image;
 pub mod policy;
 pub mod prefixes;
 pub mod profile;
+pub mod remote;
 pub mod telemetry;
 
-pub use compile::{Compiled, FeedSummary, Summary, compile, compile_policy, compile_str};
+pub use compile::{
+    Compiled, FeedSummary, Summary, compile, compile_policy, compile_policy_with_store,
+    compile_str, compile_with_store,
+};
 pub use diff::{ImageDiff, SectionDiff, diff};
 pub use error::{ErrorKind, PolicyError, Warning};
 pub use feeds::{FeedEntries, FeedFormat, load_feed, parse_feed};

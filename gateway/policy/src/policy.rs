@@ -40,6 +40,12 @@
 //! path = "feeds/spamhaus_drop.netset"   # relative to this file's directory, no ".."
 //! format = "netset"                     # plain | netset | ipset | spamhaus | json
 //!
+//! [[feed]]                              # a remote feed: see crate::remote
+//! name = "soc-indicators"
+//! url = "https://feeds.soc.example/indicators.json"   # exclusive with `path`
+//! format = "json"
+//! refresh_secs = 3600                   # optional: refresh_secs, max_bytes, ca, min_entries
+//!
 //! [defaults]
 //! fragments = "inspect"                 # inspect | drop (non-first fragments)
 //! ```
@@ -180,14 +186,16 @@ pub struct IsolatedClass {
 pub struct FeedRef {
     pub name: String,
     pub description: Option<String>,
-    /// Line of the feed's `path`.
+    /// Line of the feed's `path` (or `url`).
     pub line: u32,
     /// As written in the policy (relative), for summaries that must not depend on where the
-    /// policy directory lives.
+    /// policy directory lives. The URL for a remote feed.
     pub rel_path: String,
-    /// Resolved against the policy file's directory.
+    /// Resolved against the policy file's directory (empty for a remote feed).
     pub path: PathBuf,
     pub format: FeedFormat,
+    /// `url = …`: fetched by the daemon; what it contributes is its last good copy.
+    pub remote: Option<crate::remote::RemoteFeed>,
 }
 
 // --- The TOML schema --------------------------------------------------------------------------------
@@ -260,8 +268,14 @@ struct RawFeed {
     name: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
-    path: Spanned<String>,
+    path: Option<Spanned<String>>,
     format: Spanned<FeedFormat>,
+    url: Option<Spanned<String>>,
+    refresh_secs: Option<Spanned<i64>>,
+    max_bytes: Option<Spanned<i64>>,
+    ca: Option<Spanned<String>>,
+    min_entries: Option<Spanned<i64>>,
+    timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -874,27 +888,69 @@ impl Validator<'_, '_> {
                     ),
                 ));
             }
+            let format = *rf.format.get_ref();
+            let raw_remote = crate::remote::RawRemote {
+                url: rf.url,
+                refresh_secs: rf.refresh_secs,
+                max_bytes: rf.max_bytes,
+                ca: rf.ca,
+                min_entries: rf.min_entries,
+                timeout_secs: rf.timeout_secs,
+            };
+            let path = match (rf.path, raw_remote.url.is_some()) {
+                (Some(path), false) => path,
+                (None, true) => {
+                    let remote =
+                        crate::remote::validate(self.src, rf.name.get_ref(), format, raw_remote)?;
+                    out.push(FeedRef {
+                        name: rf.name.into_inner(),
+                        description: rf.description,
+                        line: remote.1,
+                        path: PathBuf::new(),
+                        rel_path: remote.0.url.url.clone(),
+                        format,
+                        remote: Some(remote.0),
+                    });
+                    continue;
+                }
+                (Some(path), true) => {
+                    return Err(self.err(
+                        &path.span(),
+                        "feed.path",
+                        "a feed has either `path` (a file beside the policy) or `url` (fetched over HTTPS), not both",
+                    ));
+                }
+                (None, false) => {
+                    return Err(self.err(
+                        &rf.name.span(),
+                        "feed.path",
+                        format!("feed {:?} needs `path` (a file beside the policy) or `url` (https://…)", rf.name.get_ref()),
+                    ));
+                }
+            };
+            crate::remote::no_remote_settings(self.src, &raw_remote)?;
             // Feeds live beside the policy. Refusing absolute paths and ".." keeps a policy received
             // over the API from reading arbitrary files (whose lines would end up in error messages).
-            let rel = Path::new(rf.path.get_ref());
-            let contained = !rf.path.get_ref().is_empty()
+            let rel = Path::new(path.get_ref());
+            let contained = !path.get_ref().is_empty()
                 && rel
                     .components()
                     .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
             if !contained {
                 return Err(self.err(
-                    &rf.path.span(),
+                    &path.span(),
                     "feed.path",
-                    format!("{:?} must be a relative path inside the policy's directory (no \"..\", not absolute)", rf.path.get_ref()),
+                    format!("{:?} must be a relative path inside the policy's directory (no \"..\", not absolute)", path.get_ref()),
                 ));
             }
             out.push(FeedRef {
                 name: rf.name.into_inner(),
                 description: rf.description,
-                line: self.line(&rf.path.span()),
+                line: self.line(&path.span()),
                 path: base.join(rel),
-                rel_path: rf.path.into_inner(),
-                format: rf.format.into_inner(),
+                rel_path: path.into_inner(),
+                format,
+                remote: None,
             });
         }
         Ok(out)

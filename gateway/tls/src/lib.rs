@@ -112,6 +112,27 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A client for public HTTPS servers (remote feeds): trusts the CAs of `ca` when given, else the
+/// Mozilla root program compiled into the firmware (webpki-roots).
+///
+/// Why compiled-in roots rather than the OS store: the firmware image is minimal and read-only, and
+/// its roots change only with a signed image update; a compiled-in list is the same on every box
+/// and needs no `/etc/ssl` in the image. A feed served by a private CA names it with `ca`.
+pub fn https_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = match ca {
+        Some(ca) => load_roots(ca)?,
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Identity)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A server presenting `identity`. With `client_ca`, every client must present a certificate that
 /// chains to it (mutual TLS); without, clients are anonymous.
 pub fn server_config(

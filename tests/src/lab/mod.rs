@@ -541,6 +541,14 @@ impl Lab {
         Ok(self.soc.insert(started))
     }
 
+    /// A TCP listener bound inside a lab namespace (its socket stays there), for a server the test
+    /// runs itself (e.g. [`crate::feed_server::FeedServer`] on the Internet side).
+    pub fn listen_in(&self, side: Side, addr: SocketAddr) -> Result<std::net::TcpListener> {
+        netns::in_netns(&self.ns(side), move || {
+            std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))
+        })
+    }
+
     /// The SOC, once started.
     pub fn soc(&mut self) -> Option<&mut soc::Soc> {
         self.soc.as_mut()

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
     };
     // The engine starts inside the runtime: its telemetry spawns exporter and endpoint tasks.
     runtime.block_on(async {
-        let engine = match Engine::start(&opts) {
+        let mut engine = match Engine::start(&opts) {
             Ok(e) => e,
             Err(StartError::Policy(e)) => {
                 eprintln!("gatewayd: refused: {e}");
@@ -144,22 +144,41 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let feed_events = engine.take_feed_events();
         let engine = backend::share(engine);
+        // Remote feeds: new lists are applied, failures alerted (gateway_daemon::feeds).
+        if let Some(events) = feed_events {
+            tokio::spawn(gateway_daemon::feeds::serve_events(engine.clone(), events));
+        }
         let mut config = ControllerConfig::new(&api_dir);
         config.history_keep = usize::try_from(args.api_history).unwrap_or(16);
         config.trusted_keys = args.api_trusted_keys.clone();
-        // Opening reverts an apply left unconfirmed by a crash, or records the start policy.
-        let controller = match Controller::open(config, EngineBackend::new(engine.clone())) {
-            Ok(c) => SharedController::new(c),
+        // Every audit record also goes to the SOC's syslog targets (gateway_daemon::audit_soc).
+        let (forward, audit_records, _) = gateway_daemon::audit_soc::forwarder();
+        tokio::spawn(gateway_daemon::audit_soc::serve(
+            engine.clone(),
+            audit_records,
+        ));
+        let audit = match gateway_api::AuditLog::open(config.audit.clone()) {
+            Ok(a) => a.with_forwarder(forward),
             Err(e) => {
-                eprintln!(
-                    "gatewayd: API state in {}: {}",
-                    api_dir.display(),
-                    chain(&e)
-                );
+                eprintln!("gatewayd: audit log {}: {e}", config.audit.path.display());
                 return ExitCode::FAILURE;
             }
         };
+        // Opening reverts an apply left unconfirmed by a crash, or records the start policy.
+        let controller =
+            match Controller::open_with(config, EngineBackend::new(engine.clone()), audit) {
+                Ok(c) => SharedController::new(c),
+                Err(e) => {
+                    eprintln!(
+                        "gatewayd: API state in {}: {}",
+                        api_dir.display(),
+                        chain(&e)
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let background = match api {
             Some(config) => match ApiServer::bind(&config, controller.clone()).await {

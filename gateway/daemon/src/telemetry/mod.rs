@@ -236,6 +236,16 @@ impl Telemetry {
         }
     }
 
+    /// A control-plane notice (feed failure/recovery, audit record) to every alert sink.
+    pub fn notify(&self, notice: &gateway_alerts::Notice) {
+        self.alerter.notify(notice);
+    }
+
+    /// The gateway's name in alerts.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Replaces what the metrics endpoint serves (and starts the endpoint the first time).
     pub fn publish(&mut self, snapshot: Snapshot) {
         *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
