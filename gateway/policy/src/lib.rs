@@ -6,6 +6,7 @@
 //! - [`prefixes`]: prefix-set algebra (de-duplication, carving of exceptions).
 //! - [`compile`]: policy + feeds + profile → map image, warnings and a summary.
 //! - [`telemetry`]: the `[telemetry]` section (collectors, alerts, metrics endpoint).
+//! - [`management`]: the `[management]` section (who reaches the API, metrics, SSH).
 //! - [`diff`]: what changes between two images.
 //! - [`image`]: the map image itself (plain data, what one generation slot of the maps holds).
 //!
@@ -18,6 +19,7 @@ pub mod domains;
 pub mod error;
 pub mod feeds;
 pub mod image;
+pub mod management;
 pub mod policy;
 pub mod prefixes;
 pub mod profile;
