@@ -7,7 +7,9 @@
 pub mod backend;
 pub mod control;
 pub mod engine;
+pub mod firewall;
 pub mod journal;
+pub mod notify;
 pub mod remote;
 pub mod render;
 pub mod server;

@@ -1,0 +1,76 @@
+//! systemd's service notification protocol (`sd_notify`), through the `sd-notify` crate: READY=1
+//! once the first policy is in force and the control socket answers, WATCHDOG=1 from the main loop
+//! while the engine is healthy, STATUS= lines, STOPPING=1. Without `NOTIFY_SOCKET` (not started by
+//! systemd with Type=notify, or a test) every call does nothing.
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+/// What the main loop needs to speak to systemd.
+#[derive(Debug)]
+pub struct Notifier {
+    /// Half of `WATCHDOG_USEC` (systemd's advice): the ping interval; `None` without a watchdog.
+    interval: Option<Duration>,
+    /// Since when the engine has been busy (an apply holds it), for the watchdog's patience.
+    busy_since: Option<Instant>,
+}
+
+/// An apply holds the engine while the main loop ticks; the loop keeps pinging for this long, so a
+/// large feed does not get the daemon killed, but a hung apply does.
+pub const MAX_BUSY: Duration = Duration::from_secs(120);
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (left in the environment).
+    pub fn from_env() -> Notifier {
+        let mut usec = 0u64;
+        let interval = sd_notify::watchdog_enabled(false, &mut usec)
+            .then(|| Duration::from_micros(usec / 2))
+            .filter(|d| !d.is_zero());
+        Notifier {
+            interval,
+            busy_since: None,
+        }
+    }
+
+    /// How often [`Notifier::watchdog`] must be called; `None` when systemd set no watchdog.
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
+    }
+
+    pub fn ready(&self, status: &str) {
+        send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    pub fn status(&self, status: &str) {
+        send(&[NotifyState::Status(status)]);
+    }
+
+    /// One watchdog beat. `health`: `Some(true)` healthy, `Some(false)` unhealthy (no ping: systemd
+    /// restarts the daemon when the watchdog runs out), `None` busy (an apply holds the engine:
+    /// pinged for up to [`MAX_BUSY`]).
+    pub fn watchdog(&mut self, health: Option<bool>) {
+        let ping = match health {
+            Some(healthy) => {
+                self.busy_since = None;
+                healthy
+            }
+            None => self.busy_since.get_or_insert_with(Instant::now).elapsed() < MAX_BUSY,
+        };
+        if ping {
+            send(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(?health, "engine unhealthy: watchdog pings withheld");
+        }
+    }
+
+    pub fn stopping(&self) {
+        send(&[NotifyState::Stopping, NotifyState::Status("stopping; enforcement stays pinned")]);
+    }
+}
+
+/// A failed notification is logged, never fatal: systemd's watchdog notices a silent daemon anyway.
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
