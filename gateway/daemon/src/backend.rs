@@ -122,7 +122,8 @@ impl Backend for EngineBackend {
                 Err(BackendError::Refused(Box::new(err)))
             }
             Err(
-                err @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. }),
+                err
+                @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. }),
             ) => Err(BackendError::Failed(Box::new(err))),
         })
     }

@@ -74,7 +74,9 @@ pub enum ApplyError {
     /// nftables refused the new ruleset after the XDP swap, and swapping the data path back failed
     /// too: XDP enforces the new policy, nftables the old one. The engine reports itself unhealthy
     /// (the watchdog stops) until an apply succeeds.
-    #[error("nftables refused the ruleset ({nft}) and the data path could not be put back: XDP enforces generation {generation}, nftables the previous policy")]
+    #[error(
+        "nftables refused the ruleset ({nft}) and the data path could not be put back: XDP enforces generation {generation}, nftables the previous policy"
+    )]
     Split {
         generation: u64,
         nft: String,
@@ -418,9 +420,9 @@ impl Engine {
             Ok(r) => Response::Applied(r),
             Err(e @ ApplyError::NotAbsolute { .. }) => error(ErrorKind::Request, e.to_string()),
             Err(ApplyError::Policy(e)) => error(ErrorKind::Policy, e.to_string()),
-            Err(e @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. })) => {
-                error(ErrorKind::Internal, chain(&e))
-            }
+            Err(
+                e @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. }),
+            ) => error(ErrorKind::Internal, chain(&e)),
         }
     }
 
@@ -439,10 +441,12 @@ impl Engine {
         // refusal changes nothing; the kernel's own refusals at commit time are handled below.
         let rendered = match &self.firewall {
             Some(fw) => {
-                let r = fw.render(&compiled.policy).map_err(|source| ApplyError::Nft {
-                    reverted_to: None,
-                    source,
-                })?;
+                let r = fw
+                    .render(&compiled.policy)
+                    .map_err(|source| ApplyError::Nft {
+                        reverted_to: None,
+                        source,
+                    })?;
                 if !fw.is_in_force(&r) {
                     fw.check(&r).map_err(|source| ApplyError::Nft {
                         reverted_to: None,

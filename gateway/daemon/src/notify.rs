@@ -23,8 +23,20 @@ impl Notifier {
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (left in the environment).
     pub fn from_env() -> Notifier {
         let mut usec = 0u64;
-        let interval = sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| Duration::from_micros(usec / 2))
+        // sd_watchdog_enabled(3): WATCHDOG_PID names the process the watchdog is for; when it is
+        // unset, the watchdog is ours. The crate's check insists on WATCHDOG_PID, so that case is
+        // read here.
+        let usec = if sd_notify::watchdog_enabled(false, &mut usec) {
+            Some(usec)
+        } else if std::env::var_os("WATCHDOG_PID").is_none() {
+            std::env::var("WATCHDOG_USEC")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        } else {
+            None
+        };
+        let interval = usec
+            .map(|u| Duration::from_micros(u / 2))
             .filter(|d| !d.is_zero());
         Notifier {
             interval,
@@ -64,7 +76,10 @@ impl Notifier {
     }
 
     pub fn stopping(&self) {
-        send(&[NotifyState::Stopping, NotifyState::Status("stopping; enforcement stays pinned")]);
+        send(&[
+            NotifyState::Stopping,
+            NotifyState::Status("stopping; enforcement stays pinned"),
+        ]);
     }
 }
 

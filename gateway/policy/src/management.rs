@@ -88,7 +88,8 @@ pub(crate) fn validate(
     };
     let raw = raw.into_inner();
     let allow_any = raw.allow_any.as_ref().is_some_and(|a| *a.get_ref());
-    let api_port = port(src, raw.api_port.as_ref(), "management.api_port")?.unwrap_or(DEFAULT_API_PORT);
+    let api_port =
+        port(src, raw.api_port.as_ref(), "management.api_port")?.unwrap_or(DEFAULT_API_PORT);
     let ssh_port = port(src, raw.ssh_port.as_ref(), "management.ssh_port")?;
     if let (Some(ssh), Some(s)) = (ssh_port, raw.ssh_port.as_ref())
         && ssh == api_port
@@ -122,7 +123,12 @@ pub(crate) fn validate(
     }
     let inside: Vec<IpNet> = zones
         .iter()
-        .filter(|z| matches!(z.role, gateway_common::Role::Lan | gateway_common::Role::Dedicated))
+        .filter(|z| {
+            matches!(
+                z.role,
+                gateway_common::Role::Lan | gateway_common::Role::Dedicated
+            )
+        })
         .flat_map(|z| z.prefixes.iter().map(|p| p.value))
         .collect();
     let mut prefixes: Vec<Located<IpNet>> = Vec::new();
