@@ -362,3 +362,100 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
     }
     lab.teardown()
 }
+
+/// An `nft` in front of the real one that refuses on demand: `fail` holding `apply` refuses commits
+/// only (what `nft --check` cannot foresee), `all` refuses checks too. gatewayd finds it first in PATH.
+fn failing_nft(dir: &Path) -> Result<PathBuf> {
+    let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nft not installed (apt-get install nftables)")?;
+    let fail = dir.join("fail");
+    let script = format!(
+        "#!/bin/sh\n\
+         mode=$(cat {fail} 2>/dev/null)\n\
+         if [ \"$mode\" = all ] || {{ [ \"$mode\" = apply ] && [ \"$1\" != --check ]; }}; then\n\
+         \x20 echo 'Error: injected by the test' >&2; exit 1\n\
+         fi\n\
+         exec {real} \"$@\"\n",
+        fail = fail.display()
+    );
+    let nft = dir.join("nft");
+    std::fs::write(&nft, script)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755))?;
+    Ok(fail)
+}
+
+#[test]
+fn a_refused_ruleset_leaves_xdp_and_nftables_on_the_same_policy() -> Result<()> {
+    let mut lab = Lab::up()?;
+    let bin = lab.run_dir().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let fail = failing_nft(&bin)?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut search = OsString::from(bin.as_os_str());
+    search.push(":");
+    search.push(path);
+    lab.set_gatewayd_env(vec![("PATH".into(), search)]);
+    lab.start_gatewayd_with(EXAMPLE_POLICY, &["--nftables".into()])?;
+    let start = lab.status()?;
+    let start_nft = nft_status(&mut lab)?;
+    let mut findings = Findings::default();
+
+    // Refused at check time: nothing is touched.
+    std::fs::write(&fail, "all")?;
+    let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
+    findings.check(
+        !out.success() && out.stderr.contains("nftables refused the ruleset; nothing was changed"),
+        || format!("check-time refusal not reported as such: {out}"),
+    );
+    findings.check(out.stderr.contains("injected by the test"), || {
+        format!("the error does not carry nft's own message: {out}")
+    });
+    let now = lab.status()?;
+    findings.check(now.image_hash == start.image_hash && now.generation == start.generation, || {
+        format!("a check-time refusal changed the data path: {now:?}")
+    });
+
+    // Refused at commit time, after the XDP swap: the previous image is swapped back.
+    std::fs::write(&fail, "apply")?;
+    let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
+    findings.check(
+        !out.success()
+            && out.stderr.contains("the previous policy was put back in the data path as generation"),
+        || format!("commit-time refusal not reported with the swap-back: {out}"),
+    );
+    let now = lab.status()?;
+    findings.check(now.image_hash == start.image_hash, || {
+        format!("after the refused ruleset XDP enforces {} instead of {}", now.image_hash, start.image_hash)
+    });
+    findings.check(now.generation == start.generation + 2, || {
+        format!("generation {} -> {}: expected the swap and the swap back", start.generation, now.generation)
+    });
+    let nft_now = nft_status(&mut lab)?;
+    findings.check(nft_now["hash"] == start_nft["hash"], || {
+        format!("the ruleset changed although nft refused it: {nft_now}")
+    });
+    findings.record(lab.expect_dropped(
+        gateway_tests::lab::Side::Client,
+        CLIENT_V4,
+        BLOCKED_V4,
+        gateway_tests::lab::Probe::Ping,
+        gateway_common::Role::Lan,
+        gateway_common::Reason::Blocklist,
+    ));
+
+    // nft works again: the same apply goes through, both move together.
+    std::fs::remove_file(&fail)?;
+    let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
+    findings.check(out.success(), || format!("apply after nft recovered: {out}"));
+    let nft_after = nft_status(&mut lab)?;
+    findings.check(nft_after["policy_generation"] == lab.status()?.generation, || {
+        format!("ruleset {nft_after} not applied with the data path's generation")
+    });
+    if let Err(e) = findings.finish() {
+        bail!("{e:#}\ngatewayd log:\n{}", lab.gatewayd_log());
+    }
+    lab.teardown()
+}
