@@ -407,31 +407,43 @@ fn a_refused_ruleset_leaves_xdp_and_nftables_on_the_same_policy() -> Result<()> 
     std::fs::write(&fail, "all")?;
     let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
     findings.check(
-        !out.success() && out.stderr.contains("nftables refused the ruleset; nothing was changed"),
+        !out.success()
+            && out
+                .stderr
+                .contains("nftables refused the ruleset; nothing was changed"),
         || format!("check-time refusal not reported as such: {out}"),
     );
     findings.check(out.stderr.contains("injected by the test"), || {
         format!("the error does not carry nft's own message: {out}")
     });
     let now = lab.status()?;
-    findings.check(now.image_hash == start.image_hash && now.generation == start.generation, || {
-        format!("a check-time refusal changed the data path: {now:?}")
-    });
+    findings.check(
+        now.image_hash == start.image_hash && now.generation == start.generation,
+        || format!("a check-time refusal changed the data path: {now:?}"),
+    );
 
     // Refused at commit time, after the XDP swap: the previous image is swapped back.
     std::fs::write(&fail, "apply")?;
     let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
     findings.check(
         !out.success()
-            && out.stderr.contains("the previous policy was put back in the data path as generation"),
+            && out
+                .stderr
+                .contains("the previous policy was put back in the data path as generation"),
         || format!("commit-time refusal not reported with the swap-back: {out}"),
     );
     let now = lab.status()?;
     findings.check(now.image_hash == start.image_hash, || {
-        format!("after the refused ruleset XDP enforces {} instead of {}", now.image_hash, start.image_hash)
+        format!(
+            "after the refused ruleset XDP enforces {} instead of {}",
+            now.image_hash, start.image_hash
+        )
     });
     findings.check(now.generation == start.generation + 2, || {
-        format!("generation {} -> {}: expected the swap and the swap back", start.generation, now.generation)
+        format!(
+            "generation {} -> {}: expected the swap and the swap back",
+            start.generation, now.generation
+        )
     });
     let nft_now = nft_status(&mut lab)?;
     findings.check(nft_now["hash"] == start_nft["hash"], || {
@@ -449,11 +461,14 @@ fn a_refused_ruleset_leaves_xdp_and_nftables_on_the_same_policy() -> Result<()> 
     // nft works again: the same apply goes through, both move together.
     std::fs::remove_file(&fail)?;
     let out = lab.apply(gateway_tests::lab::ALT_POLICY)?;
-    findings.check(out.success(), || format!("apply after nft recovered: {out}"));
-    let nft_after = nft_status(&mut lab)?;
-    findings.check(nft_after["policy_generation"] == lab.status()?.generation, || {
-        format!("ruleset {nft_after} not applied with the data path's generation")
+    findings.check(out.success(), || {
+        format!("apply after nft recovered: {out}")
     });
+    let nft_after = nft_status(&mut lab)?;
+    findings.check(
+        nft_after["policy_generation"] == lab.status()?.generation,
+        || format!("ruleset {nft_after} not applied with the data path's generation"),
+    );
     if let Err(e) = findings.finish() {
         bail!("{e:#}\ngatewayd log:\n{}", lab.gatewayd_log());
     }

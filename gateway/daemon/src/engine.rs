@@ -81,7 +81,7 @@ pub enum ApplyError {
         generation: u64,
         nft: String,
         #[source]
-        source: DataplaneError,
+        source: Box<DataplaneError>,
     },
 }
 
@@ -497,10 +497,9 @@ impl Engine {
         };
         if let (Some(fw), Some(r)) = (self.firewall.as_mut(), rendered.as_ref())
             && (!fw.is_in_force(r) || self.split.is_some())
+            && let Err(source) = fw.apply(r, report.generation)
         {
-            if let Err(source) = fw.apply(r, report.generation) {
-                return Err(self.revert_after_nft(source, unchanged, previous, policy));
-            }
+            return Err(self.revert_after_nft(source, unchanged, previous, policy));
         }
         self.split = None;
         self.management = compiled.policy.management.clone();
@@ -579,7 +578,7 @@ impl Engine {
                 ApplyError::Split {
                     generation: self.generation,
                     nft,
-                    source,
+                    source: Box::new(source),
                 }
             }
         }
