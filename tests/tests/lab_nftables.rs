@@ -35,7 +35,12 @@ const METRICS_PORT: u16 = 9100;
 
 /// The example policy with its `[management]` section replaced, written (with the feeds it names)
 /// under the lab's directory.
-fn policy_with_management(lab: &Lab, name: &str, prefixes: &[&str]) -> Result<PathBuf> {
+fn policy_with_management(
+    lab: &Lab,
+    name: &str,
+    prefixes: &[&str],
+    api_port: u16,
+) -> Result<PathBuf> {
     let root = workspace_root();
     let text = std::fs::read_to_string(root.join(EXAMPLE_POLICY))?;
     let head = text
@@ -53,7 +58,7 @@ fn policy_with_management(lab: &Lab, name: &str, prefixes: &[&str]) -> Result<Pa
     std::fs::write(
         &path,
         format!(
-            "{head}\n[management]\nprefixes = [{}]\napi_port = {API_PORT}\n",
+            "{head}\n[management]\nprefixes = [{}]\napi_port = {api_port}\n",
             list.join(", ")
         ),
     )?;
@@ -273,6 +278,7 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
             "fd00:10::/124",
             "172.16.0.2/32",
         ],
+        API_PORT,
     )?;
     let pushed = api.ok(&mut lab, "alice", &["apply", &utf8(&wider)?])?;
     findings.check(pushed.contains("+ prefix 10.10.0.96/28"), || {
@@ -289,7 +295,28 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
     let (_, wider_hash, _) = api.in_force(&mut lab, "alice")?;
 
     // --- a push that locks the admin out is reverted by commit-confirm ---------------------------
-    let lockout = policy_with_management(&lab, "lockout", &["10.10.0.96/28", "172.16.0.2/32"])?;
+    // --- a policy opening another port than the API's is refused before anything changes -------
+    let wrong_port = policy_with_management(
+        &lab,
+        "wrong-port",
+        &["10.10.0.0/28", "172.16.0.2/32"],
+        API_PORT + 1,
+    )?;
+    let refused = api.run(&mut lab, "alice", &["apply", &utf8(&wrong_port)?])?;
+    findings.check(
+        !refused.success() && refused.stderr.contains("management.api_port"),
+        || format!("a policy with another API port was not refused by field: {refused}"),
+    );
+    findings.check(nft_status(&mut lab)?["hash"] == widened["hash"], || {
+        "the refused policy changed the ruleset".into()
+    });
+
+    let lockout = policy_with_management(
+        &lab,
+        "lockout",
+        &["10.10.0.96/28", "172.16.0.2/32"],
+        API_PORT,
+    )?;
     api.ok(
         &mut lab,
         "alice",

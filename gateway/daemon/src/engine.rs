@@ -34,6 +34,9 @@ pub struct StartOptions {
     pub state_dir: PathBuf,
     /// Render and apply the nftables ruleset with every policy (`gatewayd --nftables`).
     pub nftables: bool,
+    /// The port the management API listens on (`--api-listen`): with `nftables`, a policy whose
+    /// `[management] api_port` differs is refused (its ruleset would open the wrong port).
+    pub api_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +133,8 @@ pub struct Engine {
     management: Management,
     /// Set when XDP and nftables enforce different policies (see [`ApplyError::Split`]).
     split: Option<String>,
+    /// See [`StartOptions::api_port`].
+    api_port: Option<u16>,
 }
 
 /// A compiled policy with what it took.
@@ -184,6 +189,9 @@ impl Engine {
     pub fn start(opts: &StartOptions) -> Result<Engine, StartError> {
         let profile = gateway_policy::profile::load_profile(&opts.profile)?;
         let compiled = compile(&opts.policy, &profile)?;
+        if opts.nftables {
+            check_api_port(&compiled.policy, opts.api_port)?;
+        }
         let journal = Journal::open(&opts.state_dir).map_err(StartError::State)?;
         let mut resolved = Vec::new();
         for spec in &profile.ports {
@@ -290,6 +298,7 @@ impl Engine {
             firewall,
             management: compiled.policy.management.clone(),
             split: None,
+            api_port: opts.api_port,
         };
         engine.publish_metrics();
         Ok(engine)
@@ -441,6 +450,7 @@ impl Engine {
         // refusal changes nothing; the kernel's own refusals at commit time are handled below.
         let rendered = match &self.firewall {
             Some(fw) => {
+                check_api_port(&compiled.policy, self.api_port)?;
                 let r = fw
                     .render(&compiled.policy)
                     .map_err(|source| ApplyError::Nft {
@@ -731,6 +741,25 @@ impl Engine {
             }),
             Err(e) => error(ErrorKind::Internal, chain(&e)),
         }
+    }
+}
+
+/// With nftables managed here, the ruleset opens `[management] api_port`: if the API listens on
+/// another port, applying the policy would cut every admin off (only commit-confirm would bring
+/// them back), so it is refused before anything is touched.
+fn check_api_port(policy: &gateway_policy::Policy, listen: Option<u16>) -> Result<(), PolicyError> {
+    let m = &policy.management;
+    match listen {
+        Some(port) if port != m.api_port => Err(PolicyError::invalid(
+            &policy.path,
+            m.api_port_line,
+            "management.api_port",
+            format!(
+                "{} is not the port the management API listens on ({port}, gatewayd --api-listen): the ruleset would open the wrong port and lock the admins out",
+                m.api_port
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Management {
     /// has no `[management]` section: nobody.
     pub prefixes: Vec<Located<IpNet>>,
     pub api_port: u16,
+    /// Line of `api_port`, or of the section when the default applies (1 without a section): where
+    /// a refusal that concerns the API port points.
+    pub api_port_line: u32,
     pub ssh_port: Option<u16>,
     /// `allow_any = true`: prefixes outside the lan/dedicated zones were accepted on purpose.
     pub allow_any: bool,
@@ -48,6 +51,7 @@ impl Default for Management {
         Management {
             prefixes: Vec::new(),
             api_port: DEFAULT_API_PORT,
+            api_port_line: 1,
             ssh_port: None,
             allow_any: false,
         }
@@ -86,7 +90,12 @@ pub(crate) fn validate(
     let Some(raw) = raw else {
         return Ok(Management::default());
     };
+    let section_line = src.line_of_span(&raw.span());
     let raw = raw.into_inner();
+    let api_port_line = raw
+        .api_port
+        .as_ref()
+        .map_or(section_line, |s| src.line_of_span(&s.span()));
     let allow_any = raw.allow_any.as_ref().is_some_and(|a| *a.get_ref());
     let api_port =
         port(src, raw.api_port.as_ref(), "management.api_port")?.unwrap_or(DEFAULT_API_PORT);
@@ -175,6 +184,7 @@ pub(crate) fn validate(
     Ok(Management {
         prefixes,
         api_port,
+        api_port_line,
         ssh_port,
         allow_any,
     })
@@ -315,6 +325,8 @@ listen = "172.16.0.1:9100"
         assert_eq!(m.prefixes.len(), 3);
         assert_eq!(m.prefixes[2].line, 15);
         assert_eq!((m.api_port, m.ssh_port), (8443, Some(22)));
+        // The default API port is attributed to the section's header line.
+        assert_eq!(m.api_port_line, 14);
         assert!(m.admits("10.10.0.2".parse().unwrap()));
         assert!(!m.admits("10.10.0.20".parse().unwrap()));
     }

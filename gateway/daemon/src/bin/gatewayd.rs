@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
         nftables: args.nftables,
+        api_port: args.api_listen.map(|a| a.port()),
     };
     let api = match (
         args.api_listen,
