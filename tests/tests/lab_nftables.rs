@@ -292,6 +292,18 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
         lab.tcp(Client, OUTSIDE_MGMT_V4, GW_LAN_V4, API_PORT)?,
         || "API port not reachable from 10.10.0.100 after adding 10.10.0.96/28".into(),
     );
+    // systemd's STATUS= follows applies made through the API (refreshed by the main loop's tick).
+    let short = widened["hash"].as_str().unwrap_or_default()[..12].to_owned();
+    let mut seen = Vec::new();
+    let shown = eventually(Duration::from_secs(5), true, || {
+        seen.extend(notifications(&notify));
+        Ok(seen
+            .iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains(&short)))
+    })?;
+    findings.check(shown, || {
+        format!("no STATUS= with the new ruleset {short} after the push: {seen:?}")
+    });
     let (_, wider_hash, _) = api.in_force(&mut lab, "alice")?;
 
     // --- a push that locks the admin out is reverted by commit-confirm ---------------------------

@@ -13,6 +13,8 @@ pub struct Notifier {
     interval: Option<Duration>,
     /// Since when the engine has been busy (an apply holds it), for the watchdog's patience.
     busy_since: Option<Instant>,
+    /// The last STATUS= sent (an unchanged status is not sent again).
+    status: String,
 }
 
 /// An apply holds the engine while the main loop ticks; the loop keeps pinging for this long, so a
@@ -41,6 +43,7 @@ impl Notifier {
         Notifier {
             interval,
             busy_since: None,
+            status: String::new(),
         }
     }
 
@@ -49,12 +52,17 @@ impl Notifier {
         self.interval
     }
 
-    pub fn ready(&self, status: &str) {
+    pub fn ready(&mut self, status: &str) {
         send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        status.clone_into(&mut self.status);
     }
 
-    pub fn status(&self, status: &str) {
-        send(&[NotifyState::Status(status)]);
+    /// STATUS=, when it changed since the last one.
+    pub fn status(&mut self, status: &str) {
+        if self.status != status {
+            send(&[NotifyState::Status(status)]);
+            status.clone_into(&mut self.status);
+        }
     }
 
     /// One watchdog beat. `health`: `Some(true)` healthy, `Some(false)` unhealthy (no ping: systemd

@@ -72,6 +72,8 @@ pub async fn serve(
                 && let Some(e) = guard.as_mut()
             {
                 e.tick();
+                // Applies through the API change what systemd should show.
+                notifier.status(&e.status_line());
             },
             event = events.next() => match event {
                 Ok(ev) => {

@@ -34,6 +34,14 @@ fn notifier_speaks_the_notify_protocol() -> anyhow::Result<()> {
         recv(&sock).as_deref(),
         Some("READY=1\nSTATUS=enforcing ward-office (generation 1)\n")
     );
+    // The same status again is not re-sent; a new one is.
+    n.status("enforcing ward-office (generation 1)");
+    assert_eq!(recv(&sock), None);
+    n.status("enforcing ward-office (generation 2)");
+    assert_eq!(
+        recv(&sock).as_deref(),
+        Some("STATUS=enforcing ward-office (generation 2)\n")
+    );
     n.watchdog(Some(true));
     assert_eq!(recv(&sock).as_deref(), Some("WATCHDOG=1\n"));
     // Unhealthy: no ping, so systemd's watchdog runs out and restarts the daemon.
