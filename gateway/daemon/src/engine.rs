@@ -626,6 +626,9 @@ impl Engine {
     /// touching the data path.
     pub fn dry_run(&self, policy: &Path) -> Result<DryRun, PolicyError> {
         let compiled = compile(policy, &self.profile)?;
+        if self.firewall.is_some() {
+            check_api_port(&compiled.policy, self.api_port)?;
+        }
         Ok(DryRun {
             image_hash: gateway_policy::image::hex(&compiled.image.hash()),
             entries: compiled.image.entry_count(),

@@ -56,7 +56,11 @@ impl Firewall {
 
     /// The ruleset for `policy` (pure: same policy and ports, same hash).
     pub fn render(&self, policy: &Policy) -> Result<Rendered, NftError> {
-        let mut input = NftInput::from_policy(&self.profile, policy, management(policy));
+        let mut input = NftInput::from_policy(
+            &self.profile,
+            policy,
+            gateway_nft::Management::from_policy(policy),
+        );
         for port in &mut input.ports {
             if let Some((_, ifname)) = self.ifnames.iter().find(|(n, _)| *n == port.name) {
                 port.ifname.clone_from(ifname);
@@ -103,24 +107,6 @@ impl Firewall {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         })
-    }
-}
-
-/// The management plane of the ruleset: `[management]` prefixes and ports, and the metrics port of
-/// `[telemetry.metrics] listen` (the SOC scrapes it from the management prefixes).
-pub fn management(policy: &Policy) -> gateway_nft::Management {
-    let m = &policy.management;
-    gateway_nft::Management {
-        prefixes: m.nets(),
-        // Without a prefix nobody may reach the plane: no port is opened at all.
-        api_port: (!m.prefixes.is_empty()).then_some(m.api_port),
-        metrics_port: policy
-            .telemetry
-            .metrics
-            .as_ref()
-            .filter(|_| !m.prefixes.is_empty())
-            .map(|e| e.listen.port()),
-        ssh_port: m.ssh_port.filter(|_| !m.prefixes.is_empty()),
     }
 }
 
