@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use gateway_common::{Reason, Role};
 use gateway_tests::lab::Side::{Client, Ded, Inet};
 use gateway_tests::lab::addr::*;
 use gateway_tests::lab::servers::UDP_SINK_PORT;
@@ -52,17 +53,21 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
     lab.start_gatewayd_with(EXAMPLE_POLICY, &["--nftables".into()])?;
     // lan -> shared system by the internet uplink: the gateway's routes send it there.
     lab.divert_shared_routes_to_internet()?;
+    let blocklist_before = lab.counter(Role::Lan, Reason::Blocklist)?;
+    let via_inet_before = lab.counter(Role::Lan, Reason::SharedViaInternet)?;
 
     let limit = Duration::from_secs(120);
     let blocked = SocketAddr::new(BLOCKED_V4.into(), UDP_SINK_PORT);
     let allowed = SocketAddr::new(INET_SERVER_V4.into(), UDP_SINK_PORT);
-    let shared_via_inet = SocketAddr::new(SHARED_NPDB_V4.into(), UDP_SINK_PORT);
     let to_dedicated = SocketAddr::new(SHARED_DOCS_V4.into(), UDP_SINK_PORT);
-    let lan = lab.udp_flood(
+    let lan = lab.udp_flood(Client, CLIENT_V4, vec![blocked, allowed], 200, limit)?;
+    // Pings are what the policy allows to the shared system (so only the uplink makes them wrong):
+    // by the internet uplink, they are shared_via_internet.
+    let pings = lab.ping_flood(
         Client,
         CLIENT_V4,
-        vec![blocked, allowed, shared_via_inet],
-        200,
+        SHARED_NPDB_V4,
+        Duration::from_millis(5),
         limit,
     )?;
     let inet = lab.udp_flood(Inet, INET_SERVER_V4, vec![to_dedicated], 200, limit)?;
@@ -97,6 +102,7 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
     }
     let sent_lan = lan.stop()?;
     let sent_inet = inet.stop()?;
+    let sent_pings = pings.stop()?;
     let ran = started.elapsed();
     lab.restore_shared_routes()?;
 
@@ -118,7 +124,7 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
         (
             "shared system by the internet uplink",
             reached_shared,
-            sent_lan.sent_to(shared_via_inet),
+            sent_pings,
         ),
         (
             "dedicated network from the internet",
@@ -130,6 +136,18 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
             format!("{what}: {n} of {sent} forbidden datagrams arrived")
         });
     }
+    // The kernel judged them for the right reason, also while no gatewayd ran (pinned counters).
+    let blocklisted = lab.counter(Role::Lan, Reason::Blocklist)? - blocklist_before;
+    let via_inet = lab.counter(Role::Lan, Reason::SharedViaInternet)? - via_inet_before;
+    findings.check(blocklisted >= sent_lan.sent_to(blocked), || {
+        format!(
+            "lan/blocklist grew by {blocklisted} for {} datagrams",
+            sent_lan.sent_to(blocked)
+        )
+    });
+    findings.check(via_inet >= sent_pings, || {
+        format!("lan/shared_via_internet grew by {via_inet} for {sent_pings} pings")
+    });
     let allowed_sent = sent_lan.sent_to(allowed);
     let allowed_received = lab.served(&[Inet], |h| h.proto == Proto::Udp && h.local == allowed)?;
     findings.check(allowed_received > 0, || {
@@ -138,7 +156,7 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
     let after = links(&lab)?;
     let loss = allowed_sent.saturating_sub(allowed_received);
     println!(
-        "{:.1} s of traffic, restarts: {}; forbidden sent: blocklisted {}, shared-via-internet {}, \
+        "{:.1} s of traffic, restarts: {}; forbidden sent: blocklisted {}, shared-via-internet {} (pings), \
          internet->dedicated {} — arrived 0/0/0 expected, got {reached_blocked}/{reached_shared}/{reached_dedicated}; \
          allowed {allowed_sent} sent, {allowed_received} received ({loss} lost, {:.3} %); \
          link ids {:?} (unchanged), program ids {:?} -> {:?}",
@@ -148,7 +166,7 @@ fn restart_and_upgrade_under_traffic_leak_no_forbidden_packet() -> Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         sent_lan.sent_to(blocked),
-        sent_lan.sent_to(shared_via_inet),
+        sent_pings,
         sent_inet.sent_to(to_dedicated),
         if allowed_sent == 0 {
             0.0
