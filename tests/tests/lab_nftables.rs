@@ -216,6 +216,14 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
     });
 
     let first = nft_status(&mut lab)?;
+    let text = lab.ctl_ok(&["status"])?;
+    findings.check(
+        text.contains(&format!(
+            "nftables    {} (ruleset 1 of this daemon",
+            first["hash"].as_str().unwrap_or_default()
+        )),
+        || format!("`gatewayctl status` does not show the ruleset: {text}"),
+    );
     findings.check(first["generation"] == 1, || {
         format!("the start ruleset is not generation 1: {first}")
     });
