@@ -12,7 +12,7 @@
 
 use std::{
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -22,183 +22,8 @@ use gateway_common::{Reason, Role};
 use gateway_tests::lab::Probe::Ping;
 use gateway_tests::lab::Side::Client;
 use gateway_tests::lab::addr::{BLOCKED_V4, CLIENT_V4, GW_LAN_V4};
-use gateway_tests::lab::{ALT_POLICY, CtlOutput, EXAMPLE_POLICY, Lab};
-
-const API_PORT: u16 = 8443;
-
-/// Runs `openssl` with `args` in `dir`; fails with its output.
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("running openssl (this test needs it: apt-get install openssl)")?;
-    ensure!(
-        out.status.success(),
-        "openssl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-fn ca(dir: &Path, name: &str) -> Result<()> {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/O=Lab/CN=lab {name} CA"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            &format!("{name}-ca.key"),
-            "-out",
-            &format!("{name}-ca.pem"),
-        ],
-    )
-}
-
-/// A certificate `name.pem` / `name.key` with `subject`, issued by `ca` with extensions `ext`.
-fn issue(dir: &Path, name: &str, subject: &str, ca: &str, ext: &str) -> Result<()> {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    )?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}-ca.pem"),
-            "-CAkey",
-            &format!("{ca}-ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            ext,
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    )
-}
-
-/// The admin CA (alice: admin, sam: soc), the device CA (the box), and another CA whose "admin"
-/// must be refused.
-fn mint(dir: &Path) -> Result<()> {
-    for name in ["admin", "device", "other"] {
-        ca(dir, name)?;
-    }
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )?;
-    std::fs::write(
-        dir.join("server.ext"),
-        format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:gw-lab.example.internal,IP:{GW_LAN_V4}\n"
-        ),
-    )?;
-    issue(
-        dir,
-        "alice",
-        "/O=Lab/OU=admin/CN=alice",
-        "admin",
-        "client.ext",
-    )?;
-    issue(dir, "sam", "/O=Lab/OU=soc/CN=sam", "admin", "client.ext")?;
-    issue(
-        dir,
-        "mallory",
-        "/O=Lab/OU=admin/CN=mallory",
-        "other",
-        "client.ext",
-    )?;
-    issue(dir, "server", "/O=Lab/CN=gw-lab", "device", "server.ext")?;
-    Ok(())
-}
-
-/// gatewayctl --remote from the LAN client, as `who` (a certificate name in `certs`).
-struct Remote {
-    certs: PathBuf,
-    addr: String,
-}
-
-impl Remote {
-    fn run(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<CtlOutput> {
-        let c = |f: &str| self.certs.join(f).display().to_string();
-        let (ca, cert, key) = (
-            c("device-ca.pem"),
-            c(&format!("{who}.pem")),
-            c(&format!("{who}.key")),
-        );
-        let mut all = vec![
-            "--remote", &self.addr, "--ca", &ca, "--cert", &cert, "--key", &key,
-        ];
-        all.extend_from_slice(args);
-        lab.ctl_in(Client, &all)
-    }
-
-    fn ok(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<String> {
-        let out = self.run(lab, who, args)?;
-        ensure!(
-            out.success(),
-            "gatewayctl --remote ({who}) {} failed: {out}",
-            args.join(" ")
-        );
-        Ok(out.stdout)
-    }
-
-    fn json(&self, lab: &mut Lab, who: &str, args: &[&str]) -> Result<serde_json::Value> {
-        let out = self.ok(lab, who, args)?;
-        serde_json::from_str(&out).with_context(|| format!("{} --json: {out}", args.join(" ")))
-    }
-
-    /// (generation, bundle hash) in force and whether an apply is pending, per `status --json`.
-    fn in_force(&self, lab: &mut Lab, who: &str) -> Result<(u64, String, bool)> {
-        let s = self.json(lab, who, &["status", "--json"])?;
-        let current = &s["current"];
-        Ok((
-            current["generation"]
-                .as_u64()
-                .context("status: current.generation")?,
-            current["hash"]
-                .as_str()
-                .context("status: current.hash")?
-                .to_owned(),
-            !s["pending"].is_null(),
-        ))
-    }
-}
+use gateway_tests::lab::mtls::{API_PORT, Remote, mint};
+use gateway_tests::lab::{ALT_POLICY, EXAMPLE_POLICY, Lab};
 
 /// The blocklisted host stays unreachable from the LAN (R2), whatever the control plane does.
 fn blocklist_enforced(lab: &mut Lab) -> Result<()> {
@@ -235,10 +60,7 @@ fn admin_manages_the_box_over_mtls_with_gatewayctl() -> Result<()> {
             c("admin-ca.pem"),
         ],
     )?;
-    let api = Remote {
-        certs: certs.clone(),
-        addr: listen,
-    };
+    let api = Remote::new(certs.clone(), listen);
     blocklist_enforced(&mut lab)?;
 
     // The policy gatewayd started with is generation 1 (adopted). The soc reads it…
@@ -443,10 +265,7 @@ fn a_box_with_trusted_keys_applies_only_signed_bundles() -> Result<()> {
             c("signer.pub"),
         ],
     )?;
-    let api = Remote {
-        certs: certs.clone(),
-        addr: listen,
-    };
+    let api = Remote::new(certs.clone(), listen);
     let root = gateway_tests::lab::daemon::workspace_root();
     let policy = |p: &str| {
         root.join(p)

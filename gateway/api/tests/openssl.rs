@@ -1,5 +1,5 @@
 //! The operator's path, with the real tools: certificates minted by the `openssl` commands of
-//! the repository's README ("Managing a fleet": the block between the `mint` markers, run as written), a bundle made by `tar`, and the
+//! the repository's README ("Fleet control plane": the block between the `mint` markers, run as written), a bundle made by `tar`, and the
 //! API driven by `curl`. Needs openssl, curl, tar and bash; fails (never skips) without them.
 #![allow(clippy::unwrap_used)] // reason: tests
 mod common;

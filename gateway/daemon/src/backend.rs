@@ -121,7 +121,10 @@ impl Backend for EngineBackend {
             Err(err @ (ApplyError::Policy(_) | ApplyError::NotAbsolute { .. })) => {
                 Err(BackendError::Refused(Box::new(err)))
             }
-            Err(err @ ApplyError::Dataplane(_)) => Err(BackendError::Failed(Box::new(err))),
+            Err(
+                err
+                @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. }),
+            ) => Err(BackendError::Failed(Box::new(err))),
         })
     }
 

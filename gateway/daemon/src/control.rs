@@ -72,6 +72,21 @@ pub struct StatusReport {
     /// This process adopted maps pinned by an earlier one.
     pub adopted: bool,
     pub last_apply_ms: f64,
+    /// The nftables ruleset gatewayd applied (`--nftables`); `None` when it does not manage one.
+    #[serde(default)]
+    pub nftables: Option<NftStatus>,
+}
+
+/// The nftables ruleset in force, as gatewayd applied it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NftStatus {
+    /// SHA-256 of the ruleset's JSON.
+    pub hash: String,
+    /// Rulesets applied by this process (1 = the one applied at start).
+    pub generation: u64,
+    /// The policy generation (XDP) it was applied with.
+    pub policy_generation: u64,
+    pub applied_unix: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -13,13 +13,16 @@ use gateway_dataplane::{
     XdpModeName,
 };
 use gateway_metrics::{Snapshot, snapshot as ms};
-use gateway_policy::{PolicyError, Summary, image::MapImage, profile::Profile};
+use gateway_policy::{
+    PolicyError, Summary, image::MapImage, management::Management, profile::Profile,
+};
 
 use crate::control::{
     ApplyResult, CounterJson, ErrorKind, ErrorReport, FeedStatus, PortStatus, Request, Response,
     StatsReport, StatusReport,
 };
 use crate::feeds::{EventKind, FeedEvent, FeedManager};
+use crate::firewall::Firewall;
 use crate::journal::{self, Journal};
 use crate::telemetry::{Telemetry, names::Names};
 
@@ -30,6 +33,11 @@ pub struct StartOptions {
     pub policy: PathBuf,
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Render and apply the nftables ruleset with every policy (`gatewayd --nftables`).
+    pub nftables: bool,
+    /// The port the management API listens on (`--api-listen`): with `nftables`, a policy whose
+    /// `[management] api_port` differs is refused (its ruleset would open the wrong port).
+    pub api_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,10 @@ pub enum StartError {
     Dataplane(#[from] DataplaneError),
     #[error("state directory")]
     State(#[source] std::io::Error),
+    /// The data path enforces the policy, but the nftables ruleset for it was refused: the ruleset
+    /// in force (the boot default deny, or an earlier gatewayd's) stays.
+    #[error("nftables ruleset for the start policy")]
+    Nft(#[source] gateway_nft::NftError),
 }
 
 /// Why an apply was refused or failed; the policy in force is untouched either way.
@@ -54,6 +66,36 @@ pub enum ApplyError {
     /// The kernel refused the write.
     #[error("data path")]
     Dataplane(#[source] DataplaneError),
+    /// The nftables ruleset of the new policy was refused. `reverted_to`: the data path had already
+    /// been swapped and was put back to the policy in force before (as this generation); `None`: the
+    /// refusal came before the data path was touched.
+    #[error("{}", nft_refusal(*reverted_to))]
+    Nft {
+        reverted_to: Option<u64>,
+        #[source]
+        source: gateway_nft::NftError,
+    },
+    /// nftables refused the new ruleset after the XDP swap, and swapping the data path back failed
+    /// too: XDP enforces the new policy, nftables the old one. The engine reports itself unhealthy
+    /// (the watchdog stops) until an apply succeeds.
+    #[error(
+        "nftables refused the ruleset ({nft}) and the data path could not be put back: XDP enforces generation {generation}, nftables the previous policy"
+    )]
+    Split {
+        generation: u64,
+        nft: String,
+        #[source]
+        source: Box<DataplaneError>,
+    },
+}
+
+fn nft_refusal(reverted_to: Option<u64>) -> String {
+    match reverted_to {
+        None => "nftables refused the ruleset; nothing was changed".to_owned(),
+        Some(g) => format!(
+            "nftables refused the ruleset after the data-path swap; the previous policy was put back in the data path as generation {g}"
+        ),
+    }
 }
 
 /// What applying a policy would do (a dry run).
@@ -91,6 +133,14 @@ pub struct Engine {
     feeds: FeedManager,
     /// Taken once by gatewayd ([`crate::feeds::serve_events`]).
     feed_events: Option<tokio::sync::mpsc::UnboundedReceiver<FeedEvent>>,
+    /// The nftables ruleset (`--nftables`), applied after every XDP swap.
+    firewall: Option<Firewall>,
+    /// `[management]` of the policy in force, for diffs.
+    management: Management,
+    /// Set when XDP and nftables enforce different policies (see [`ApplyError::Split`]).
+    split: Option<String>,
+    /// See [`StartOptions::api_port`].
+    api_port: Option<u16>,
 }
 
 /// A compiled policy with what it took.
@@ -102,6 +152,7 @@ struct Compiled {
     telemetry: gateway_policy::telemetry::Telemetry,
     /// The policy's remote feeds (`url = …`), for the fetchers.
     remote: Vec<gateway_policy::remote::RemoteFeed>,
+    policy: gateway_policy::Policy,
 }
 
 /// Compiles `policy`; remote feeds contribute their last good copy in `store`.
@@ -116,6 +167,7 @@ fn compile(policy: &Path, profile: &Profile, store: &Path) -> Result<Compiled, P
         summary: c.summary,
         telemetry: c.telemetry,
         remote: parsed.feeds.into_iter().filter_map(|f| f.remote).collect(),
+        policy: c.policy,
     })
 }
 
@@ -151,6 +203,9 @@ impl Engine {
         // succeeds; without one they contribute nothing and the rest of the policy applies.
         let (feeds, feed_events) = FeedManager::new(opts.state_dir.join("feeds"));
         let compiled = compile(&opts.policy, &profile, feeds.store_dir())?;
+        if opts.nftables {
+            check_api_port(&compiled.policy, opts.api_port)?;
+        }
         let journal = Journal::open(&opts.state_dir).map_err(StartError::State)?;
         let mut resolved = Vec::new();
         for spec in &profile.ports {
@@ -218,6 +273,22 @@ impl Engine {
             });
         }
         dp.pin_program()?;
+        // The ruleset follows the data path: XDP enforces the policy from here on, nftables adds
+        // connection state, NAT and the management plane. A refusal fails the start (systemd
+        // restarts gatewayd); the ruleset in force meanwhile is the boot default deny or the last one
+        // an earlier gatewayd applied — never an open box.
+        let firewall = if opts.nftables {
+            let ifnames = ports
+                .iter()
+                .map(|p| (p.name.clone(), p.ifname.clone()))
+                .collect();
+            let mut fw = Firewall::new(profile.clone(), ifnames);
+            let rendered = fw.render(&compiled.policy).map_err(StartError::Nft)?;
+            fw.apply(&rendered, generation).map_err(StartError::Nft)?;
+            Some(fw)
+        } else {
+            None
+        };
         let names = Names::new(&ports, &compiled.image);
         let in_force = InForce::new(&compiled, &opts.policy);
         let telemetry = Telemetry::start(
@@ -240,6 +311,10 @@ impl Engine {
             journal,
             feeds,
             feed_events: Some(feed_events),
+            firewall,
+            management: compiled.policy.management.clone(),
+            split: None,
+            api_port: opts.api_port,
         };
         engine.feeds.reconfigure(&compiled.remote);
         engine.publish_metrics();
@@ -421,7 +496,9 @@ impl Engine {
             Ok(r) => Response::Applied(r),
             Err(e @ ApplyError::NotAbsolute { .. }) => error(ErrorKind::Request, e.to_string()),
             Err(ApplyError::Policy(e)) => error(ErrorKind::Policy, e.to_string()),
-            Err(e @ ApplyError::Dataplane(_)) => error(ErrorKind::Internal, chain(&e)),
+            Err(
+                e @ (ApplyError::Dataplane(_) | ApplyError::Nft { .. } | ApplyError::Split { .. }),
+            ) => error(ErrorKind::Internal, chain(&e)),
         }
     }
 
@@ -434,8 +511,30 @@ impl Engine {
             });
         }
         let compiled = compile(policy, &self.profile, self.feeds.store_dir())?;
-        let diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
+        let diff = self.diff(&compiled);
         let hash = compiled.image.hash();
+        // The ruleset is rendered and checked before the data path is touched, so nearly every
+        // refusal changes nothing; the kernel's own refusals at commit time are handled below.
+        let rendered = match &self.firewall {
+            Some(fw) => {
+                check_api_port(&compiled.policy, self.api_port)?;
+                let r = fw
+                    .render(&compiled.policy)
+                    .map_err(|source| ApplyError::Nft {
+                        reverted_to: None,
+                        source,
+                    })?;
+                if !fw.is_in_force(&r) {
+                    fw.check(&r).map_err(|source| ApplyError::Nft {
+                        reverted_to: None,
+                        source,
+                    })?;
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let previous = self.image.clone();
         let in_force = self
             .dp
             .active()
@@ -473,6 +572,14 @@ impl Engine {
                 Err(e) => return Err(ApplyError::Dataplane(e)),
             },
         };
+        if let (Some(fw), Some(r)) = (self.firewall.as_mut(), rendered.as_ref())
+            && (!fw.is_in_force(r) || self.split.is_some())
+            && let Err(source) = fw.apply(r, report.generation)
+        {
+            return Err(self.revert_after_nft(source, unchanged, previous, policy));
+        }
+        self.split = None;
+        self.management = compiled.policy.management.clone();
         self.policy_path = policy.to_owned();
         // The telemetry section is not part of the image: it applies even when the image is
         // unchanged.
@@ -501,14 +608,99 @@ impl Engine {
         })
     }
 
+    /// nftables refused the ruleset after the data path was swapped: swap the previous image back so
+    /// both enforce the policy in force before, and say so. If even that fails, the engine is marked
+    /// split (unhealthy) and the error says which policy each enforces.
+    fn revert_after_nft(
+        &mut self,
+        nft: gateway_nft::NftError,
+        unchanged: bool,
+        previous: Arc<MapImage>,
+        policy: &Path,
+    ) -> ApplyError {
+        if unchanged {
+            return ApplyError::Nft {
+                reverted_to: None,
+                source: nft,
+            };
+        }
+        match self.dp.apply(previous.clone(), self.generation + 1) {
+            Ok(report) => {
+                tracing::error!(error = %chain(&nft), generation = report.generation, "nftables refused the ruleset; data path put back to the previous policy");
+                self.generation = report.generation;
+                self.image = previous.clone();
+                self.last_apply = report.duration;
+                record(
+                    &self.journal,
+                    report.generation,
+                    &previous,
+                    &self.policy_path,
+                    report.duration,
+                    "revert: nftables refused the next policy",
+                );
+                self.publish_metrics();
+                ApplyError::Nft {
+                    reverted_to: Some(report.generation),
+                    source: nft,
+                }
+            }
+            Err(source) => {
+                let nft = chain(&nft);
+                let what = format!(
+                    "XDP enforces {} (generation {}), nftables the previous policy: {nft}",
+                    policy.display(),
+                    self.generation
+                );
+                tracing::error!(%what, error = %chain(&source), "data path and nftables disagree");
+                self.split = Some(what);
+                ApplyError::Split {
+                    generation: self.generation,
+                    nft,
+                    source: Box::new(source),
+                }
+            }
+        }
+    }
+
+    /// The image diff and the `[management]` diff, as one text.
+    fn diff(&self, compiled: &Compiled) -> String {
+        let mut diff = gateway_policy::diff(&self.image, &compiled.image).to_string();
+        diff.push_str(
+            &gateway_policy::management::diff(&self.management, &compiled.policy.management)
+                .to_string(),
+        );
+        diff
+    }
+
+    /// Healthy = the data path answers and enforces a policy, and nftables (when managed) enforces
+    /// the same one. The watchdog is fed only while this holds.
+    pub fn healthy(&self) -> bool {
+        self.split.is_none() && self.dp.active().is_ok_and(|a| a.loaded)
+    }
+
+    /// One line for systemd's STATUS= and logs.
+    pub fn status_line(&self) -> String {
+        let nft = match self.firewall.as_ref().and_then(Firewall::status) {
+            Some(n) => format!("nftables {}", &n.hash[..12.min(n.hash.len())]),
+            None => "nftables not managed".to_owned(),
+        };
+        format!(
+            "enforcing {} {} (generation {}); {nft}",
+            self.in_force.summary.policy, self.in_force.summary.version, self.generation
+        )
+    }
+
     /// Compiles `policy` against the profile and tells what applying it would change, without
     /// touching the data path.
     pub fn dry_run(&self, policy: &Path) -> Result<DryRun, PolicyError> {
         let compiled = compile(policy, &self.profile, self.feeds.store_dir())?;
+        if self.firewall.is_some() {
+            check_api_port(&compiled.policy, self.api_port)?;
+        }
         Ok(DryRun {
             image_hash: gateway_policy::image::hex(&compiled.image.hash()),
             entries: compiled.image.entry_count(),
-            diff: gateway_policy::diff(&self.image, &compiled.image).to_string(),
+            diff: self.diff(&compiled),
             warnings: compiled.warnings,
             compile_ms: ms(compiled.took),
             feeds: compiled
@@ -584,6 +776,7 @@ impl Engine {
             pid: std::process::id(),
             adopted: !self.dp.fresh(),
             last_apply_ms: ms(self.last_apply),
+            nftables: self.firewall.as_ref().and_then(Firewall::status),
         })
     }
 
@@ -669,6 +862,25 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+/// With nftables managed here, the ruleset opens `[management] api_port`: if the API listens on
+/// another port, applying the policy would cut every admin off (only commit-confirm would bring
+/// them back), so it is refused before anything is touched.
+fn check_api_port(policy: &gateway_policy::Policy, listen: Option<u16>) -> Result<(), PolicyError> {
+    let m = &policy.management;
+    match listen {
+        Some(port) if port != m.api_port => Err(PolicyError::invalid(
+            &policy.path,
+            m.api_port_line,
+            "management.api_port",
+            format!(
+                "{} is not the port the management API listens on ({port}, gatewayd --api-listen): the ruleset would open the wrong port and lock the admins out",
+                m.api_port
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

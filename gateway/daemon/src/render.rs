@@ -66,6 +66,18 @@ pub fn status(r: &StatusReport) -> String {
             ""
         }
     );
+    match &r.nftables {
+        Some(n) => {
+            let _ = writeln!(
+                s,
+                "nftables    {} (ruleset {} of this daemon, with policy generation {})",
+                n.hash, n.generation, n.policy_generation
+            );
+        }
+        None => {
+            let _ = writeln!(s, "nftables    not managed by gatewayd (--nftables off)");
+        }
+    }
     let _ = writeln!(
         s,
         "packets     {} passed, {} dropped",

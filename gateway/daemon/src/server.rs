@@ -18,6 +18,7 @@ use crate::{
     backend::{self, EngineBackend, SharedEngine},
     control::{self, ApplyResult, ErrorKind, ErrorReport, Request, Response},
     engine::Engine,
+    notify::Notifier,
 };
 
 /// Flow sweeps and metrics refreshes run on this beat.
@@ -51,8 +52,18 @@ pub async fn serve(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(socket = %socket.display(), "serving control requests");
+    // Ready: the start policy is in force (XDP and, with --nftables, the ruleset) and the control
+    // socket answers.
+    let mut notifier = Notifier::from_env();
+    notifier.ready(&status_line(&engine));
+    let watchdog_on = notifier.interval().is_some();
+    let mut watchdog = tokio::time::interval(notifier.interval().unwrap_or(TICK));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Fed from this loop only, so a stuck loop starves it; and only while the engine is
+            // healthy (see Engine::healthy).
+            _ = watchdog.tick(), if watchdog_on => notifier.watchdog(health(&engine)),
             _ = term.recv() => break,
             _ = int.recv() => break,
             // While an apply holds the engine the tick is skipped rather than stalling this
@@ -61,6 +72,8 @@ pub async fn serve(
                 && let Some(e) = guard.as_mut()
             {
                 e.tick();
+                // Applies through the API change what systemd should show.
+                notifier.status(&e.status_line());
             },
             event = events.next() => match event {
                 Ok(ev) => {
@@ -83,6 +96,7 @@ pub async fn serve(
                     Response::Error(e) => tracing::error!(message = %e.message, "reload refused; policy in force unchanged"),
                     _ => tracing::info!("reloaded"),
                 }
+                notifier.status(&status_line(&engine));
             },
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
@@ -93,6 +107,7 @@ pub async fn serve(
         }
     }
     tracing::info!("exiting; enforcement stays in place (pinned)");
+    notifier.stopping();
     let _ = std::fs::remove_file(socket);
     // Waits for a call the API may have under way, then takes the engine out for its last flush.
     let last = tokio::task::spawn_blocking(move || backend::lock(&engine).take())
@@ -103,6 +118,23 @@ pub async fn serve(
         e.shutdown().await;
     }
     Ok(())
+}
+
+/// The engine's health for the watchdog: `None` while an apply holds it.
+fn health(engine: &SharedEngine) -> Option<bool> {
+    match engine.try_lock() {
+        Ok(guard) => Some(guard.as_ref().is_some_and(Engine::healthy)),
+        Err(std::sync::TryLockError::Poisoned(p)) => {
+            Some(p.into_inner().as_ref().is_some_and(Engine::healthy))
+        }
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+fn status_line(engine: &SharedEngine) -> String {
+    backend::lock(engine)
+        .as_ref()
+        .map_or_else(|| "shutting down".to_owned(), Engine::status_line)
 }
 
 /// Runs `f` on the engine on a blocking thread (the API may hold it for an apply).

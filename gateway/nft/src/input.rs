@@ -82,6 +82,22 @@ pub struct Management {
 }
 
 impl Management {
+    /// The policy's management plane: `[management]` prefixes, API and SSH ports, and the metrics
+    /// port of `[telemetry.metrics] listen` (the SOC scrapes it from the management prefixes).
+    /// Without a prefix nobody may reach the plane, so no port is opened at all.
+    pub fn from_policy(policy: &Policy) -> Management {
+        let m = &policy.management;
+        if m.prefixes.is_empty() {
+            return Management::default();
+        }
+        Management {
+            prefixes: m.nets(),
+            api_port: Some(m.api_port),
+            metrics_port: policy.telemetry.metrics.as_ref().map(|e| e.listen.port()),
+            ssh_port: m.ssh_port,
+        }
+    }
+
     /// The TCP ports in use, sorted, without duplicates.
     pub fn tcp_ports(&self) -> Vec<u16> {
         let mut ports: Vec<u16> = [self.api_port, self.metrics_port, self.ssh_port]
@@ -105,8 +121,8 @@ pub struct LanServices {
 
 impl NftInput {
     /// The input for a validated policy on a box: ports and roles from the profile, prefixes from the
-    /// policy's zones and shared systems, management as given (the policy has no `[management]`
-    /// section yet). Masquerade is on for IPv4 and for the lan's unique-local IPv6 prefixes.
+    /// policy's zones and shared systems, management as given (usually
+    /// [`Management::from_policy`]). Masquerade is on for IPv4 and for the lan's unique-local IPv6 prefixes.
     ///
     /// A port's interface name is its `ifname` when the profile matches the device by name, and the
     /// port's logical name otherwise: the firmware image renames devices found by PCI address or
@@ -193,6 +209,24 @@ mod tests {
         assert!(is_unique_local(&ula));
         assert!(!is_unique_local(&global));
         assert!(!is_unique_local(&wide));
+    }
+
+    #[test]
+    fn management_from_policy() {
+        let profile =
+            gateway_policy::parse_profile(include_str!("../../../hw/lab-veth.toml"), "p".as_ref())
+                .unwrap();
+        let root = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/ward-office.toml"
+        );
+        let (policy, _) = gateway_policy::load_policy(root.as_ref(), &profile).unwrap();
+        let m = Management::from_policy(&policy);
+        assert_eq!(m.tcp_ports(), vec![8443, 9100]);
+        assert_eq!(m.prefixes.len(), 3);
+        let mut closed = policy.clone();
+        closed.management.prefixes.clear();
+        assert_eq!(Management::from_policy(&closed), Management::default());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Compiled {
     pub summary: Summary,
     /// Where flows, alerts and metrics go (not part of the image: the daemon applies it).
     pub telemetry: crate::telemetry::Telemetry,
+    /// The validated policy itself (gatewayd renders its nftables ruleset from it).
+    pub policy: Policy,
 }
 
 /// What went into an image, for `gatewayctl check`, the audit log and golden tests. Contains no
@@ -209,6 +211,7 @@ pub fn compile_policy_with_store(
         warnings,
         summary,
         telemetry: policy.telemetry.clone(),
+        policy: policy.clone(),
     })
 }
 

@@ -7,6 +7,7 @@
 //! - [`remote`]: `[[feed]] url = "https://…"`: what the daemon's fetcher needs.
 //! - [`compile`]: policy + feeds + profile → map image, warnings and a summary.
 //! - [`telemetry`]: the `[telemetry]` section (collectors, alerts, metrics endpoint).
+//! - [`management`]: the `[management]` section (who reaches the API, metrics, SSH).
 //! - [`diff`]: what changes between two images.
 //! - [`image`]: the map image itself (plain data, what one generation slot of the maps holds).
 //!
@@ -19,6 +20,7 @@ pub mod domains;
 pub mod error;
 pub mod feeds;
 pub mod image;
+pub mod management;
 pub mod policy;
 pub mod prefixes;
 pub mod profile;

@@ -101,6 +101,8 @@ pub struct Policy {
     pub drop_fragments: bool,
     /// `[telemetry]`: flow export, alerts and metrics for the SOC.
     pub telemetry: crate::telemetry::Telemetry,
+    /// `[management]`: who reaches the management plane (rendered into nftables by gatewayd).
+    pub management: crate::management::Management,
 }
 
 impl Policy {
@@ -214,6 +216,7 @@ struct RawPolicy {
     blocklist: Option<RawBlocklist>,
     defaults: Option<RawDefaults>,
     telemetry: Option<crate::telemetry::RawTelemetry>,
+    management: Option<Spanned<crate::management::RawManagement>>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +399,12 @@ impl Validator<'_, '_> {
         };
         let base = self.src.path.parent().unwrap_or(Path::new("."));
         let telemetry = crate::telemetry::validate(self.src, raw.telemetry, base)?;
+        let management = crate::management::validate(
+            self.src,
+            raw.management,
+            &zones,
+            telemetry.metrics.as_ref(),
+        )?;
         Ok(Policy {
             path: self.src.path.to_path_buf(),
             name: meta.name.into_inner(),
@@ -409,6 +418,7 @@ impl Validator<'_, '_> {
             except,
             drop_fragments,
             telemetry,
+            management,
         })
     }
 

@@ -131,6 +131,20 @@ impl Daemon {
         policy: &Path,
         extra: &[std::ffi::OsString],
     ) -> Result<Daemon> {
+        Daemon::start_with_env(bins, paths, ns, profile, policy, extra, &[])
+    }
+
+    /// [`Daemon::start_with`] with environment variables for gatewayd (e.g. systemd's
+    /// `NOTIFY_SOCKET` and `WATCHDOG_USEC`).
+    pub fn start_with_env(
+        bins: &Binaries,
+        paths: &DaemonPaths,
+        ns: &str,
+        profile: &Path,
+        policy: &Path,
+        extra: &[std::ffi::OsString],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> Result<Daemon> {
         std::fs::create_dir_all(&paths.state_dir)
             .with_context(|| paths.state_dir.display().to_string())?;
         let log = OpenOptions::new()
@@ -150,6 +164,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&paths.socket)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -25,6 +25,7 @@
 
 pub mod cases;
 pub mod daemon;
+pub mod mtls;
 mod netns;
 pub mod servers;
 pub mod soc;
@@ -165,6 +166,8 @@ pub struct Lab {
     policy: Option<PathBuf>,
     /// Extra gatewayd arguments of the last start (a restart uses them again).
     gatewayd_args: Vec<std::ffi::OsString>,
+    /// Environment for every later start of gatewayd ([`Lab::set_gatewayd_env`]).
+    gatewayd_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     soc: Option<soc::Soc>,
     /// Print gatewayd's log when the lab is dropped (cargo test shows it only for failing tests).
     pub print_log_on_drop: bool,
@@ -205,6 +208,7 @@ impl Lab {
             daemon: None,
             policy: None,
             gatewayd_args: Vec::new(),
+            gatewayd_env: Vec::new(),
             soc: None,
             print_log_on_drop: true,
         }
@@ -309,18 +313,34 @@ impl Lab {
         let policy = workspace_path(policy.as_ref());
         let profile = workspace_path(Path::new(PROFILE));
         let bins = self.binaries()?.clone();
-        let daemon = Daemon::start_with(
+        let daemon = Daemon::start_with_env(
             &bins,
             &self.paths,
             &self.ns(Side::Gw),
             &profile,
             &policy,
             extra,
+            &self.gatewayd_env,
         )?;
         self.daemon = Some(daemon);
         self.policy = Some(policy);
         self.gatewayd_args = extra.to_vec();
         Ok(())
+    }
+
+    /// Environment variables for every later start of gatewayd (systemd's `NOTIFY_SOCKET`, …).
+    pub fn set_gatewayd_env(&mut self, env: Vec<(std::ffi::OsString, std::ffi::OsString)>) {
+        self.gatewayd_env = env;
+    }
+
+    /// `ip -n <namespace of side> <args>` (e.g. a second address on the client).
+    pub fn ip(&self, side: Side, args: &[&str]) -> Result<String> {
+        netns::ip_in(&self.ns(side), args)
+    }
+
+    /// `program args` run inside the namespace of `side`; its stdout (an error on failure).
+    pub fn run_in(&self, side: Side, program: &str, args: &[&str]) -> Result<String> {
+        netns::output_in(&self.ns(side), program, args)
     }
 
     /// Starts gatewayd again with the policy it was last started with.

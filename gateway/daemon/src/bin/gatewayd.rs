@@ -53,6 +53,11 @@ struct Args {
     /// Policy generations kept in the history (at least 2).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=1000))]
     api_history: u64,
+    /// Render the nftables ruleset (table `inet gateway`) from the policy and apply it in one
+    /// transaction at start and after every apply, rollback and reload. With --teardown: put the
+    /// boot default deny back in its place.
+    #[arg(long)]
+    nftables: bool,
     /// Detach from every port and remove everything pinned under --pin-dir, then exit. Destructive:
     /// the box stops enforcing.
     #[arg(long)]
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     if args.teardown {
-        return teardown(&args.pin_dir);
+        return teardown(&args.pin_dir, args.nftables);
     }
     let (Some(profile), Some(policy)) = (args.profile, args.policy) else {
         eprintln!("gatewayd: --profile and --policy are required");
@@ -106,6 +111,8 @@ fn main() -> ExitCode {
         policy,
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
+        nftables: args.nftables,
+        api_port: args.api_listen.map(|a| a.port()),
     };
     let api = match (
         args.api_listen,
@@ -208,7 +215,16 @@ fn main() -> ExitCode {
     })
 }
 
-fn teardown(pin_dir: &std::path::Path) -> ExitCode {
+fn teardown(pin_dir: &std::path::Path, nftables: bool) -> ExitCode {
+    // The default deny goes in first: from here on nothing is forwarded, so removing the data path
+    // below never leaves an open box, even for a moment.
+    if nftables {
+        if let Err(e) = gateway_daemon::firewall::teardown() {
+            eprintln!("gatewayd: teardown: boot ruleset: {}", chain(&e));
+            return ExitCode::FAILURE;
+        }
+        eprintln!("gatewayd: teardown: nftables back to the boot default deny");
+    }
     match gateway_dataplane::PinLayout::prepare(pin_dir).and_then(|p| {
         p.remove_all()
             .map_err(|source| gateway_dataplane::DataplaneError::PinDir {
