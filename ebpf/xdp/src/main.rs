@@ -10,6 +10,7 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod dns;
 mod events;
 mod flows;
 mod maps;
@@ -158,7 +159,7 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
         return j;
     }
     j.decision = match role {
-        Role::Lan => policy::lan_ingress(ctx, slot, pkt),
+        Role::Lan => policy::lan_ingress(ctx, slot, settings, pkt),
         Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
         Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };

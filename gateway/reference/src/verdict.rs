@@ -19,7 +19,9 @@ use crate::routes::{Egress, Ports, Routes};
 ///    A truncated or malformed IP packet drops (`malformed`).
 /// 2. `lan` ingress:
 ///    1. destination in a blocklist → `blocklist`
-///    2. (DNS query for a blocked domain → `domain`; arrives with the domain-blocking issue)
+///    2. DNS query (UDP to port 53, QR=0, OPCODE=0, QDCOUNT=1) for a listed name → `domain`; a
+///       question that cannot be walked → `malformed` unless the policy passes it (only with
+///       domain feeds)
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
@@ -107,7 +109,8 @@ impl Judge<'_> {
         if lookup::blocked(image, pkt.dst).is_some() {
             return Reason::Blocklist;
         }
-        // 2. Blocked domain: absent until the domain-blocking issue lands.
+        // 2. Blocked domain: judged by the data path (ebpf/xdp/src/dns.rs, tests/tests/dns_block.rs);
+        //    not modelled here yet (issue 6 step 3), so images compared here carry no domain feeds.
         // 3. Isolated source: only to the gateway itself, or out of the dedicated port into govnet.
         if lookup::isolated(image, pkt.src) {
             let egress = self.route();
