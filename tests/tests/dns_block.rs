@@ -7,12 +7,18 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, UdpPacket};
+
 use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
-use gateway_common::values::{DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS};
+use gateway_common::values::{
+    DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN,
+    SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6,
+};
 use gateway_common::{Reason, Role};
-use gateway_policy::image::{FeedInfo, MapImage};
+use gateway_dataplane::{XDP_DROP, XDP_PASS, XDP_TX};
+use gateway_policy::image::{FeedInfo, MapImage, Sinkhole};
 use gateway_tests::{
-    corpus::{CorpusAddrs, Ipv4, Ipv6, L4, Udp, corpus_image, corpus_routes},
+    corpus::{CorpusAddrs, Ipv4, Ipv6, L4, TPID_8021Q, Tcp, Udp, corpus_image, corpus_routes},
     testnet::{TestNet, XdpHarness},
 };
 
@@ -227,6 +233,266 @@ fn dns_queries_for_listed_names_drop_as_domain() -> anyhow::Result<()> {
         let got = h.run(a.lan_if, f)?.reason;
         if got != Reason::Pass {
             wrong.push(format!("{what} without inspection: {}", got.as_str()));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}
+
+/// A frame with `vlans` 802.1Q tags and a `trailer` of Ethernet padding after the IP packet.
+fn tagged(src: IpAddr, dst: IpAddr, l4: L4, vlans: u16, trailer: usize) -> Vec<u8> {
+    let mut f = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4::new(s, d, l4).frame(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6::new(s, d, l4).frame(),
+        _ => unreachable!("one family"),
+    };
+    for v in 0..vlans {
+        f = f.vlan(TPID_8021Q, 10 + v);
+    }
+    f.trailer = trailer;
+    f.bytes()
+}
+
+/// Checks `out` is the answer to `query_frame` (a UDP DNS query) and returns its DNS message.
+/// Everything a client's stack checks: addresses swapped at every layer, lengths, checksums.
+fn answer_of(query_frame: &[u8], out: &[u8], vlans: usize) -> Result<Vec<u8>, String> {
+    let l3 = 14 + 4 * vlans;
+    if out[..6] != query_frame[6..12] || out[6..12] != query_frame[..6] {
+        return Err("MAC addresses not swapped".into());
+    }
+    if out[12..l3] != query_frame[12..l3] {
+        return Err("VLAN tags / ethertype changed".into());
+    }
+    let (src, dst, l4) = if out[l3] >> 4 == 4 {
+        let ip = Ipv4Packet::new_checked(&out[l3..]).map_err(|e| format!("IPv4: {e}"))?;
+        if !ip.verify_checksum() {
+            return Err("IPv4 header checksum".into());
+        }
+        if usize::from(ip.total_len()) != out.len() - l3 {
+            return Err(format!(
+                "IPv4 total length {} of {}",
+                ip.total_len(),
+                out.len() - l3
+            ));
+        }
+        let q = Ipv4Packet::new_unchecked(&query_frame[l3..]);
+        if ip.src_addr() != q.dst_addr() || ip.dst_addr() != q.src_addr() {
+            return Err("IPv4 addresses not swapped".into());
+        }
+        (
+            IpAddress::Ipv4(ip.src_addr()),
+            IpAddress::Ipv4(ip.dst_addr()),
+            l3 + 20,
+        )
+    } else {
+        let ip = Ipv6Packet::new_checked(&out[l3..]).map_err(|e| format!("IPv6: {e}"))?;
+        if usize::from(ip.payload_len()) != out.len() - l3 - 40 {
+            return Err(format!("IPv6 payload length {}", ip.payload_len()));
+        }
+        let q = Ipv6Packet::new_unchecked(&query_frame[l3..]);
+        if ip.src_addr() != q.dst_addr() || ip.dst_addr() != q.src_addr() {
+            return Err("IPv6 addresses not swapped".into());
+        }
+        (
+            IpAddress::Ipv6(ip.src_addr()),
+            IpAddress::Ipv6(ip.dst_addr()),
+            l3 + 40,
+        )
+    };
+    let udp = UdpPacket::new_checked(&out[l4..]).map_err(|e| format!("UDP: {e}"))?;
+    if usize::from(udp.len()) != out.len() - l4 {
+        return Err(format!("UDP length {}", udp.len()));
+    }
+    if udp.checksum() == 0 || !udp.verify_checksum(&src, &dst) {
+        return Err(format!("UDP checksum {:#06x}", udp.checksum()));
+    }
+    let q = UdpPacket::new_unchecked(&query_frame[l4..]);
+    if udp.src_port() != q.dst_port() || udp.dst_port() != q.src_port() {
+        return Err("UDP ports not swapped".into());
+    }
+    Ok(udp.payload().to_vec())
+}
+
+fn edns(mut q: Vec<u8>) -> Vec<u8> {
+    q[11] = 1; // ARCOUNT
+    // OPT: root name, TYPE 41, UDP size 1232, no extended RCODE/flags, no options.
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    q
+}
+
+fn typed(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = query(&wire(name));
+    let n = q.len();
+    q[n - 4..n - 2].copy_from_slice(&qtype.to_be_bytes());
+    q
+}
+
+#[test]
+fn blocked_queries_are_answered_in_place() -> anyhow::Result<()> {
+    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
+    let a = addrs(&h.net);
+    let mut img = image(&a);
+    img.settings_flags |= SETTING_DNS_NXDOMAIN;
+    h.dp.apply(Arc::new(img.clone()), 1)?;
+    let mut wrong = Vec::new();
+    let name = "www.blocked.example";
+    let question = {
+        let mut q = wire(name);
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    };
+    // NXDOMAIN: header (id kept, QR RD RA, RCODE 3, QDCOUNT 1) and the question, nothing else.
+    let mut nx = vec![0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0];
+    nx.extend_from_slice(&question);
+    for (src, dst) in [(a.v4.client, a.v4.internet), (a.v6.client, a.v6.internet)] {
+        for (what, msg, vlans, trailer) in [
+            ("plain", query(&wire(name)), 0, 0),
+            ("EDNS OPT stripped", edns(query(&wire(name))), 0, 0),
+            ("two VLAN tags", query(&wire(name)), 2, 0),
+            ("Ethernet padding", query(&wire(name)), 0, 20),
+        ] {
+            let f = tagged(src, dst, udp53(msg), vlans, trailer);
+            let r = h.run(a.lan_if, &f)?;
+            if r.action != XDP_TX || r.reason != Reason::Domain {
+                wrong.push(format!(
+                    "{what} from {src}: action {} {}",
+                    r.action,
+                    r.reason.as_str()
+                ));
+                continue;
+            }
+            match answer_of(&f, &r.frame, usize::from(vlans)) {
+                Ok(dns) if dns == nx => {}
+                Ok(dns) => wrong.push(format!("{what} from {src}: answer {dns:02x?}")),
+                Err(e) => wrong.push(format!("{what} from {src}: {e}")),
+            }
+        }
+        // A listed name over UDP with action drop stays a plain drop (checked in the other test);
+        // allowed names pass untouched.
+        let ok = tagged(src, dst, udp53(query(&wire("www.example.org"))), 0, 0);
+        let r = h.run(a.lan_if, &ok)?;
+        if r.action != XDP_PASS || r.frame != ok {
+            wrong.push(format!("allowed name from {src}: action {}", r.action));
+        }
+    }
+
+    // Sinkhole: A and AAAA get one record pointing at the question; other types NXDOMAIN.
+    let mut sink = img.clone();
+    sink.settings_flags |= SETTING_DNS_SINKHOLE_V4 | SETTING_DNS_SINKHOLE_V6;
+    sink.sinkhole = Sinkhole {
+        v4: Some("192.0.2.53".parse()?),
+        v6: Some("2001:db8::53".parse()?),
+        ttl: 60,
+    };
+    h.dp.apply(Arc::new(sink), 2)?;
+    let answer = |qtype: u16, rdata: &[u8]| {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(&wire(name));
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0xc0, 0x0c]);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 60, 0, rdata.len() as u8]);
+        m.extend_from_slice(rdata);
+        m
+    };
+    let mut mx_nx = nx.clone();
+    let n = mx_nx.len();
+    mx_nx[n - 4..n - 2].copy_from_slice(&15u16.to_be_bytes());
+    let cases = [
+        ("A", typed(name, 1), answer(1, &[192, 0, 2, 53])),
+        (
+            "AAAA",
+            edns(typed(name, 28)),
+            answer(28, &"2001:db8::53".parse::<std::net::Ipv6Addr>()?.octets()),
+        ),
+        ("MX", typed(name, 15), mx_nx),
+    ];
+    for (src, dst) in [(a.v4.client, a.v4.internet), (a.v6.client, a.v6.internet)] {
+        for (what, msg, want) in &cases {
+            let f = tagged(src, dst, udp53(msg.clone()), 1, 0);
+            let r = h.run(a.lan_if, &f)?;
+            if r.action != XDP_TX || r.reason != Reason::Domain {
+                wrong.push(format!("sinkhole {what} from {src}: action {}", r.action));
+                continue;
+            }
+            match answer_of(&f, &r.frame, 1) {
+                Ok(dns) if dns == *want => {}
+                Ok(dns) => wrong.push(format!("sinkhole {what} from {src}: {dns:02x?}")),
+                Err(e) => wrong.push(format!("sinkhole {what} from {src}: {e}")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}
+
+/// DNS over TCP: the message after the two-byte length in a segment is judged like a UDP one; a
+/// blocked query is dropped (not answered: see the data path's `Judgement::answer`).
+#[test]
+fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
+    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
+    let a = addrs(&h.net);
+    let mut img = image(&a);
+    img.settings_flags |= SETTING_DNS_NXDOMAIN;
+    h.dp.apply(Arc::new(img), 1)?;
+    let seg = |payload: Vec<u8>, flags: u8| {
+        L4::Tcp(Tcp {
+            flags,
+            payload,
+            ..Tcp::new(40000, 53)
+        })
+    };
+    let framed = |m: Vec<u8>| {
+        let mut p = (m.len() as u16).to_be_bytes().to_vec();
+        p.extend_from_slice(&m);
+        p
+    };
+    let psh_ack = 0x18;
+    let blocked = query(&wire("x.blocked.example"));
+    let cases: Vec<(&str, L4, Reason, u32)> = vec![
+        ("SYN", seg(Vec::new(), Tcp::SYN), Reason::Pass, XDP_PASS),
+        (
+            "blocked",
+            seg(framed(blocked.clone()), psh_ack),
+            Reason::Domain,
+            XDP_DROP,
+        ),
+        (
+            "allowed",
+            seg(framed(query(&wire("www.example.org"))), psh_ack),
+            Reason::Pass,
+            XDP_PASS,
+        ),
+        (
+            "message longer than the segment",
+            seg(framed(blocked.clone())[..20].to_vec(), psh_ack),
+            Reason::Malformed,
+            XDP_DROP,
+        ),
+        (
+            "length prefix alone",
+            seg(vec![0], psh_ack),
+            Reason::Malformed,
+            XDP_DROP,
+        ),
+        (
+            "compressed",
+            seg(framed(query(&[0xc0, 0x0c])), psh_ack),
+            Reason::Malformed,
+            XDP_DROP,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (src, dst) in [(a.v4.client, a.v4.internet), (a.v6.client, a.v6.internet)] {
+        for (what, l4, reason, action) in &cases {
+            let r = h.run(a.lan_if, &frame(src, dst, l4.clone()))?;
+            if r.reason != *reason || r.action != *action {
+                wrong.push(format!(
+                    "{what} from {src}: {} action {}",
+                    r.reason.as_str(),
+                    r.action
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

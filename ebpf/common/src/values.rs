@@ -101,8 +101,15 @@ pub struct Settings {
     /// Seed of the domain-name hash (`crate::dname::start`) the slot's `DOMAINS` keys were hashed
     /// with (issue 6).
     pub domain_seed: u64,
+    /// `[domains] action = "sinkhole"`: the address an A query for a blocked name is answered
+    /// with (valid with [`SETTING_DNS_SINKHOLE_V4`]).
+    pub sinkhole_v4: [u8; 4],
+    /// TTL in seconds of a sinkhole answer record.
+    pub sinkhole_ttl: u32,
+    /// The address an AAAA query is answered with (valid with [`SETTING_DNS_SINKHOLE_V6`]).
+    pub sinkhole_v6: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 64);
+const _: () = assert!(core::mem::size_of::<Settings>() == 88);
 
 /// The drop-event rate limit of a policy unless it says otherwise, and of a slot without a policy.
 pub const ALERT_BURST_DEFAULT: u32 = 20;
@@ -119,6 +126,12 @@ pub const SETTING_DNS_MALFORMED_PASS: u32 = 1 << 2;
 /// The policy has domain feeds: DNS queries from the lan are inspected at all. Without it (no
 /// `[[domain_feed]]`) the data path does not look into UDP port 53, as before issue 6.
 pub const SETTING_DNS_INSPECT: u32 = 1 << 3;
+/// `[domains] action = "sinkhole"` with `sinkhole_v4`: A queries (class IN) for a blocked name are
+/// answered with `Settings::sinkhole_v4` (the answer is built in place like an NXDOMAIN, so
+/// [`SETTING_DNS_NXDOMAIN`] is set too; every other query type still gets NXDOMAIN).
+pub const SETTING_DNS_SINKHOLE_V4: u32 = 1 << 4;
+/// As [`SETTING_DNS_SINKHOLE_V4`] for AAAA queries and `Settings::sinkhole_v6`.
+pub const SETTING_DNS_SINKHOLE_V6: u32 = 1 << 5;
 
 /// Value of the [`crate::maps::DOMAINS`] map: what one listed name (keyed by its
 /// `crate::dname` hash) says, and the domain feed that said it.
@@ -153,6 +166,9 @@ impl Settings {
         alert_burst: ALERT_BURST_DEFAULT,
         alert_window_ms: ALERT_WINDOW_MS_DEFAULT,
         domain_seed: 0,
+        sinkhole_v4: [0; 4],
+        sinkhole_ttl: 0,
+        sinkhole_v6: [0; 16],
     };
 }
 

@@ -16,6 +16,12 @@
 use aya_ebpf::programs::XdpContext;
 use gateway_common::dname::{self, MAX_LABELS, MAX_WIRE_LEN, Say};
 
+use gateway_common::{
+    event::{DNS_DROPPED, DNS_EVENT_NAME, DNS_NXDOMAIN, DNS_SINKHOLE, DnsDetail},
+    maps::IPPROTO_TCP,
+    values::{SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6},
+};
+
 use crate::{maps, parse};
 
 /// DNS header bytes.
@@ -33,7 +39,10 @@ const _: () = assert!(QUESTION_MAX <= BUF && MAX_LABELS <= OFFS);
 /// Per-CPU working memory (value of `maps::DNS_SCRATCH`).
 #[repr(C)]
 pub struct Scratch {
-    /// The start of the DNS message: header and question.
+    /// The UDP header of an answer built in place: right before `msg` (repr(C), byte arrays, no
+    /// padding), so header and message are one contiguous run for the checksum and the store.
+    udp: [u8; 8],
+    /// The start of the DNS message: header and question (then the answer built over it).
     msg: [u8; BUF],
     /// Offset of each label's length byte, relative to the name's start (≤ 254: fits a byte).
     offs: [u8; OFFS],
@@ -44,6 +53,15 @@ pub struct Scratch {
     rem: Cell,
     hash: Cell,
     decided: Cell,
+    /// Wire length of the question's name with its root byte, once the walk found the root.
+    qlen: Cell,
+    /// Offset in the name and hash of the listed suffix behind a block (for the drop event).
+    match_off: Cell,
+    match_hash: Cell,
+    /// What [`answer`] did with the query (`DNS_*` of gateway_common::event), reset by every
+    /// inspection. Handed over through map memory rather than a return value on purpose: the
+    /// verifier then walks the drop-event and flow code once, not once per possible outcome.
+    answered: Cell,
 }
 
 /// A loop variable the verifier cannot follow. In registers, every value a path gives it (a label
@@ -83,17 +101,31 @@ const PASS: u64 = 0;
 const MALFORMED: u64 = 1 << 32;
 const BLOCK: u64 = 2 << 32;
 
-/// Judges a UDP datagram to port 53 (the caller checked protocol and port). A function of its own
-/// (a BPF subprogram): its loops and locals stay out of the verdict code's stack frame.
+/// Judges a UDP datagram or a TCP segment with data to port 53 (the caller checked protocol, port
+/// and, for TCP, that the segment carries data). A function of its own (a BPF subprogram): its
+/// loops and locals stay out of the verdict code's stack frame.
+///
+/// Over TCP (RFC 1035 §4.2.2) the segment's payload starts with the message's two-byte length; the
+/// message must lie whole in this segment, else the query is malformed (judged per policy): we do
+/// not reassemble streams, and a name we cannot read might be a blocked one. Every data segment
+/// to port 53 is read this way, so a client that splits the length from the message or a message
+/// across segments is treated as malformed too.
 #[inline(always)]
 pub fn inspect(ctx: &XdpContext, pkt: &parse::Packet, slot: u8, seed: u64) -> Dns {
-    let r = inspect_raw(
-        ctx,
-        pkt.udp_payload as u32,
-        pkt.udp_payload_len as u32,
-        slot,
-        seed,
-    );
+    let (off, len) = if pkt.proto == IPPROTO_TCP {
+        let mut prefix = [0u8; 2];
+        if pkt.payload_len < 2 || !parse::load_bytes(ctx, pkt.payload as usize, &mut prefix, 2) {
+            return Dns::Malformed;
+        }
+        let msg = u16::from_be_bytes(prefix) as u32;
+        if msg > pkt.payload_len as u32 - 2 {
+            return Dns::Malformed;
+        }
+        (pkt.payload as u32 + 2, msg)
+    } else {
+        (pkt.payload as u32, pkt.payload_len as u32)
+    };
+    let r = inspect_raw(ctx, off, len, slot, seed);
     match r & !0xffff_ffff {
         MALFORMED => Dns::Malformed,
         BLOCK => Dns::Block(r as u32),
@@ -130,6 +162,10 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     }
 
     // 1. Where each label starts; the name must end with the root byte within 255 bytes.
+    s.qlen.set(0);
+    s.answered.set(DNS_DROPPED as u64);
+    s.match_off.set(0);
+    s.match_hash.set(0);
     s.pos.set(0);
     s.labels.set(0);
     s.rem.set(copy as u64); // the walk's bound: bytes copied
@@ -189,6 +225,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if l == 0 {
         if HEADER + pos + 1 + 4 <= copy {
             s.decided.set(PASS);
+            s.qlen.set(pos as u64 + 1);
         }
         return 1; // the root; QTYPE/QCLASS must follow
     }
@@ -245,9 +282,316 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     {
         match dname::node_say(v.flags, j == 0) {
             Say::Nothing => {}
-            Say::Block => s.decided.set(BLOCK | v.feed as u64),
+            Say::Block => {
+                s.decided.set(BLOCK | v.feed as u64);
+                s.match_off.set(s.offs[j & OFFS_MASK] as u64);
+                s.match_hash.set(h);
+            }
             Say::Pass => s.decided.set(PASS),
         }
     }
     0
+}
+
+/// Fills the DNS part of the drop event of the query [`inspect`] just blocked on this CPU (the
+/// scratch still holds its question: same program run, no preemption).
+#[inline(always)]
+pub fn detail(out: &mut DnsDetail) {
+    let Some(s) = maps::DNS_SCRATCH.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+    let s = unsafe { &*s };
+    let qlen = s.qlen.get() as usize & 0xff;
+    out.matched_hash = s.match_hash.get();
+    out.qtype = u16::from_be_bytes([
+        s.msg[(HEADER + qlen) & BUF_MASK],
+        s.msg[(HEADER + qlen + 1) & BUF_MASK],
+    ]);
+    out.name_len = qlen as u8;
+    out.match_off = s.match_off.get() as u8;
+    out.answer = s.answered.get() as u8;
+    // A fixed-size copy (LLVM expands it into plain loads and stores); the reader uses only the
+    // first `name_len` bytes.
+    let mut name = [0u8; DNS_EVENT_NAME];
+    name.copy_from_slice(&s.msg[HEADER..HEADER + DNS_EVENT_NAME]);
+    out.name = name;
+}
+
+/// Where the answer goes: offsets of the IP and UDP headers in the frame.
+#[derive(Clone, Copy)]
+pub struct Place {
+    pub l3: u32,
+    pub l4: u32,
+    pub v6: bool,
+}
+
+/// TTL / hop limit of the answer.
+const ANSWER_TTL: u8 = 64;
+/// Longest answer: header, question, one record with an IPv6 address. A mask-friendly bound.
+const ANSWER_MAX: usize = QUESTION_MAX + 12 + 16;
+const _: () = assert!(ANSWER_MAX + 3 < BUF);
+
+/// Turns the UDP query [`inspect`] just blocked into its answer, in the same frame, for `XDP_TX`
+/// out of the port it came in on: Ethernet addresses, IP addresses and UDP ports swapped (VLAN
+/// tags untouched), the DNS header made a response (QR, RD copied, RA set, CD copied, RCODE
+/// NXDOMAIN or NOERROR), the question kept and everything after it (EDNS OPT, other records)
+/// cut, for a sinkhole one answer record appended (name = compression pointer to the question),
+/// the frame trimmed or grown to fit, IP lengths, IPv4 header checksum and UDP checksum computed
+/// afresh. Leaves `DNS_NXDOMAIN` / `DNS_SINKHOLE` for [`answered`] when the frame now holds the
+/// answer, else `DNS_DROPPED` (the caller drops): IPv4 options, IPv6 extension headers or an IPv4 fragment are
+/// not answered, they are rare for DNS and answering them right is not worth the code.
+#[inline(always)]
+pub fn answer(ctx: &XdpContext, slot: u8, at: &Place) {
+    let r = answer_raw(ctx, slot as u32, at.l3, at.l4, at.v6 as u32);
+    if let Some(s) = maps::DNS_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+        unsafe { (*s).answered.set(r as u64) };
+    }
+}
+
+/// What [`answer`] did with the query of this run, once [`inspect`] blocked it.
+#[inline(always)]
+pub fn answered() -> u8 {
+    match maps::DNS_SCRATCH.get_ptr(0) {
+        // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+        Some(s) => unsafe { (*s).answered.get() as u8 },
+        None => DNS_DROPPED,
+    }
+}
+
+#[inline(never)]
+fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
+    let (l3, l4, v6) = (l3 as usize, l4 as usize, v6 != 0);
+    let Some(settings) = maps::settings(slot as u8) else {
+        return DNS_DROPPED;
+    };
+    let Some(s) = maps::DNS_SCRATCH.get_ptr_mut(0) else {
+        return DNS_DROPPED;
+    };
+    // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+    let s = unsafe { &mut *s };
+    if l4 != l3 + if v6 { 40 } else { 20 } || l3 > 64 {
+        return DNS_DROPPED; // IPv4 options or IPv6 extension headers
+    }
+    let mut ip = [0u8; 40];
+    let iplen = if v6 { 40 } else { 20 };
+    if !parse::load_bytes(ctx, l3, &mut ip, iplen) {
+        return DNS_DROPPED;
+    }
+    if !v6 && (ip[6] & 0x3f != 0 || ip[7] != 0) {
+        return DNS_DROPPED; // a fragment: the query is not whole in this frame
+    }
+    let mut eth = [0u8; 12];
+    let mut ports = [0u8; 4];
+    if !parse::load_bytes(ctx, 0, &mut eth, 12) || !parse::load_bytes(ctx, l4, &mut ports, 4) {
+        return DNS_DROPPED;
+    }
+    let qlen = s.qlen.get() as usize;
+    if qlen == 0 || qlen > MAX_WIRE_LEN {
+        return DNS_DROPPED;
+    }
+    let qend = HEADER + qlen + 4;
+    let m = &mut s.msg;
+    let qtype = u16::from_be_bytes([
+        m[(HEADER + qlen) & BUF_MASK],
+        m[(HEADER + qlen + 1) & BUF_MASK],
+    ]);
+    let class_in = m[(HEADER + qlen + 2) & BUF_MASK] == 0 && m[(HEADER + qlen + 3) & BUF_MASK] == 1;
+    let flags = settings.flags;
+    let rdlen: usize = if class_in && qtype == 1 && flags & SETTING_DNS_SINKHOLE_V4 != 0 {
+        4
+    } else if class_in && qtype == 28 && flags & SETTING_DNS_SINKHOLE_V6 != 0 {
+        16
+    } else {
+        0
+    };
+
+    // DNS header: a response to this query, from a resolver (RA) that is not authoritative.
+    m[2] = 0x80 | (m[2] & 0x01); // QR, OPCODE 0 (only those are judged), RD copied
+    m[3] = 0x80 | (m[3] & 0x10) | if rdlen == 0 { 3 } else { 0 }; // RA, CD copied, RCODE
+    m[4] = 0;
+    m[5] = 1;
+    m[6] = 0;
+    m[7] = (rdlen != 0) as u8;
+    m[8] = 0;
+    m[9] = 0;
+    m[10] = 0;
+    m[11] = 0;
+    let mut dlen = qend;
+    if rdlen != 0 {
+        // NAME = pointer to offset 12 (the question's name), TYPE and CLASS as asked, TTL, RDATA.
+        let ttl = settings.sinkhole_ttl.to_be_bytes();
+        let rec = [
+            0xc0,
+            0x0c,
+            (qtype >> 8) as u8,
+            qtype as u8,
+            0,
+            1,
+            ttl[0],
+            ttl[1],
+            ttl[2],
+            ttl[3],
+            0,
+            rdlen as u8,
+        ];
+        for (i, b) in rec.iter().enumerate() {
+            m[(qend + i) & BUF_MASK] = *b;
+        }
+        let at = qend + 12;
+        if rdlen == 4 {
+            for i in 0..4 {
+                m[(at + i) & BUF_MASK] = settings.sinkhole_v4[i];
+            }
+        } else {
+            for i in 0..16 {
+                m[(at + i) & BUF_MASK] = settings.sinkhole_v6[i];
+            }
+        }
+        dlen = at + rdlen;
+    }
+    // Zeros up to a multiple of four after the message: bpf_csum_diff sums whole 32-bit words.
+    for i in 0..3 {
+        m[(dlen + i) & BUF_MASK] = 0;
+    }
+    let udp_len = 8 + dlen;
+
+    // The frame's new size, then the writes (offsets only: the resize invalidates pointers).
+    // The length as a helper returns it: `data_end - data` would be pointer arithmetic the
+    // verifier refuses once LLVM folds it into the subtraction below.
+    // SAFETY: plain helper call on the live context.
+    let old = unsafe { aya_ebpf::helpers::generated::bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    let new = l4 + udp_len;
+    // SAFETY: plain helper call on the live context; the kernel refuses a size it cannot give.
+    if unsafe {
+        aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(ctx.ctx, new as i32 - old as i32)
+    } != 0
+    {
+        return DNS_DROPPED;
+    }
+
+    // Ethernet: back to the sender.
+    let mut eth_out = [0u8; 12];
+    eth_out[..6].copy_from_slice(&eth[6..12]);
+    eth_out[6..].copy_from_slice(&eth[..6]);
+    // IP: addresses swapped, lengths of the answer, a fresh TTL; the pseudo-header sum for UDP.
+    let mut pseudo: u64 = 17 + udp_len as u64;
+    if v6 {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&ip[8..24]);
+        let src = ip;
+        ip[8..24].copy_from_slice(&src[24..40]);
+        ip[24..40].copy_from_slice(&a);
+        ip[4] = (udp_len >> 8) as u8;
+        ip[5] = udp_len as u8;
+        ip[7] = ANSWER_TTL;
+        pseudo += sum16(&ip[8..40]);
+    } else {
+        let total = 20 + udp_len;
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&ip[12..16]);
+        let src = ip;
+        ip[12..16].copy_from_slice(&src[16..20]);
+        ip[16..20].copy_from_slice(&a);
+        ip[2] = (total >> 8) as u8;
+        ip[3] = total as u8;
+        ip[8] = ANSWER_TTL;
+        ip[10] = 0;
+        ip[11] = 0;
+        let c = !fold(sum16(&ip[..20]));
+        ip[10] = (c >> 8) as u8;
+        ip[11] = c as u8;
+        pseudo += sum16(&ip[12..20]);
+    }
+    // UDP: ports swapped; checksum over pseudo-header, header and message (mandatory for IPv6).
+    s.udp = [
+        ports[2],
+        ports[3],
+        ports[0],
+        ports[1],
+        (udp_len >> 8) as u8,
+        udp_len as u8,
+        0,
+        0,
+    ];
+    let words = (udp_len + 3) & !3;
+    if words > 8 + ANSWER_MAX + 3 {
+        return DNS_DROPPED;
+    }
+    // SAFETY: `udp` and the `msg` after it are `words` ≤ 8 + BUF bytes of this map value (bounded
+    // just above); bpf_csum_diff only reads them.
+    let partial = unsafe {
+        aya_ebpf::helpers::generated::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            s.udp.as_mut_ptr().cast(),
+            words as u32,
+            0,
+        )
+    };
+    if partial < 0 {
+        return DNS_DROPPED;
+    }
+    // bpf_csum_diff sums 16-bit words as loaded from memory (native order); byte-swap the
+    // big-endian pseudo-header sum into that order before adding, and store the result the same way.
+    let native = fold(partial as u32 as u64 + u64::from(fold(pseudo).swap_bytes()));
+    let mut csum = !native;
+    if csum == 0 {
+        csum = 0xffff; // 0 means "no checksum" in UDP
+    }
+    let c = csum.to_ne_bytes();
+    s.udp[6] = c[0];
+    s.udp[7] = c[1];
+
+    if !store(ctx, 0, eth_out.as_ptr(), 12)
+        || !store(ctx, l3, ip.as_ptr(), iplen)
+        || !store(ctx, l4, s.udp.as_ptr(), udp_len)
+    {
+        return DNS_DROPPED;
+    }
+    if rdlen == 0 {
+        DNS_NXDOMAIN
+    } else {
+        DNS_SINKHOLE
+    }
+}
+
+/// Writes `len` bytes (1–`8 + BUF`) at `off` of the frame; `false` when they do not fit.
+#[inline(always)]
+fn store(ctx: &XdpContext, off: usize, from: *const u8, len: usize) -> bool {
+    if len == 0 || len > 8 + BUF || off > 2048 {
+        return false;
+    }
+    // SAFETY: `from` points at `len` readable bytes (a local array or the scratch's udp+msg run);
+    // the helper checks `off + len` against the frame.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_xdp_store_bytes(
+            ctx.ctx,
+            off as u32,
+            from as *mut core::ffi::c_void,
+            len as u32,
+        ) == 0
+    }
+}
+
+/// Sum of big-endian 16-bit words (an even number of bytes), not folded.
+#[inline(always)]
+fn sum16(b: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        sum += u64::from(u16::from_be_bytes([b[i], b[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// Ones'-complement fold to 16 bits.
+#[inline(always)]
+fn fold(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
 }

@@ -25,7 +25,11 @@ use aya_ebpf::{
 };
 use gateway_common::{
     Reason, Role, Verdict,
-    values::{ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DROP_FRAGMENTS},
+    event::DNS_DROPPED,
+    maps::IPPROTO_UDP,
+    values::{
+        ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
+    },
 };
 
 use crate::{
@@ -48,8 +52,25 @@ pub fn gateway(ctx: XdpContext) -> u32 {
     let reason = j.decision.reason;
     stats::record(j.row, reason, bytes);
     let verdict = reason.verdict();
+    // A blocked DNS query may be answered in place (`[domains] action = "nxdomain"/"sinkhole"`):
+    // still a drop for the counters and the flow, but the frame leaves by the port it came in on.
+    let answer = reason == Reason::Domain && j.answer;
+    if answer {
+        dns::answer(
+            &ctx,
+            j.slot,
+            &dns::Place {
+                l3: pkt.l3 as u32,
+                l4: pkt.l4 as u32,
+                v6: matches!(pkt.addrs, parse::Addrs::V6 { .. }),
+            },
+        );
+    }
     if j.flow || verdict == Verdict::Drop {
         telemetry(ctx.ingress_ifindex() as u32, &pkt, &j, bytes as u32);
+    }
+    if answer && dns::answered() != DNS_DROPPED {
+        return xdp_action::XDP_TX;
     }
     action(verdict)
 }
@@ -108,6 +129,10 @@ struct Judgement {
     flow: bool,
     /// The drop-event rate limit of the policy in force (defaults without one).
     limit: Limit,
+    /// The policy slot in force (meaningful once a policy was found).
+    slot: u8,
+    /// A `domain` drop of a UDP query is to be answered in place (`SETTING_DNS_NXDOMAIN`).
+    answer: bool,
 }
 
 /// Parsing, pre-checks, then the verdict order of the ingress role (see `Reason`'s documentation).
@@ -127,12 +152,15 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
             burst: ALERT_BURST_DEFAULT,
             window_ms: ALERT_WINDOW_MS_DEFAULT,
         },
+        slot: 0,
+        answer: false,
     };
     let Some(role) = maps::port_role(ctx.ingress_ifindex() as u32) else {
         return j;
     };
     j.row = role as u32;
     let slot = maps::active_slot();
+    j.slot = slot;
     let Some(settings) = maps::settings(slot) else {
         j.decision = Decision::plain(Reason::NoPolicy);
         return j;
@@ -154,6 +182,10 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
     }
     let pkt = &*pkt;
     j.flow = true;
+    // Over TCP a blocked query is dropped: answering would mean forging a segment inside the
+    // client's stream (sequence numbers, window) and the client's later segments would hit a
+    // connection the resolver never saw; a retry over UDP gets the answer.
+    j.answer = settings.flags & SETTING_DNS_NXDOMAIN != 0 && pkt.proto == IPPROTO_UDP;
     if pkt.later_fragment && settings.flags & SETTING_DROP_FRAGMENTS != 0 {
         j.decision = Decision::plain(Reason::Fragment);
         return j;

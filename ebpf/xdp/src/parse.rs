@@ -48,10 +48,15 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// ICMP/ICMPv6 `[type, code]`; zero for other protocols.
     pub icmp: [u8; 2],
-    /// UDP only: offset of the payload in the frame and its length (the UDP length field's, cut
-    /// to the IP payload; 0 when the field is below 8). For DNS inspection via [`load_bytes`].
-    pub udp_payload: u16,
-    pub udp_payload_len: u16,
+    /// UDP and TCP: offset of the payload in the frame and its length (UDP: the UDP length
+    /// field's, cut to the IP payload, 0 when the field is below 8; TCP: the rest of the IP
+    /// payload after the header). For DNS inspection via [`load_bytes`].
+    pub payload: u16,
+    pub payload_len: u16,
+    /// Offsets of the IP header and of the upper-layer header in the frame (for a DNS answer
+    /// built in place); `l4` is 0 for a later fragment.
+    pub l3: u16,
+    pub l4: u16,
 }
 
 impl Packet {
@@ -81,8 +86,10 @@ impl Packet {
         later_fragment: false,
         tcp_flags: 0,
         icmp: [0; 2],
-        udp_payload: 0,
-        udp_payload_len: 0,
+        payload: 0,
+        payload_len: 0,
+        l3: 0,
+        l4: 0,
     };
 }
 
@@ -200,8 +207,10 @@ fn parse_ipv4(f: &Frame, l3: usize) -> Option<Packet> {
         later_fragment: frag_offset != 0,
         tcp_flags: 0,
         icmp: [0; 2],
-        udp_payload: 0,
-        udp_payload_len: 0,
+        payload: 0,
+        payload_len: 0,
+        l3: l3 as u16,
+        l4: 0,
     };
     if !pkt.later_fragment {
         parse_l4(f, &mut pkt, l3 + ihl, l3 + total, IPPROTO_ICMP)?;
@@ -232,8 +241,10 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
         later_fragment: false,
         tcp_flags: 0,
         icmp: [0; 2],
-        udp_payload: 0,
-        udp_payload_len: 0,
+        payload: 0,
+        payload_len: 0,
+        l3: l3 as u16,
+        l4: 0,
     };
     let base = l3 + 40;
     let end = base + payload;
@@ -285,6 +296,7 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
 /// Checks the upper-layer header lies within `[l4, end)` and reads the ports. `None` = malformed.
 #[inline(always)]
 fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Option<()> {
+    pkt.l4 = l4 as u16;
     match pkt.proto {
         IPPROTO_TCP => {
             if l4 + 20 > end {
@@ -297,6 +309,8 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             }
             set_ports(pkt, h[0], h[1], h[2], h[3]);
             pkt.tcp_flags = h[13];
+            pkt.payload = (l4 + doff * 4) as u16;
+            pkt.payload_len = (end - (l4 + doff * 4)) as u16;
         }
         IPPROTO_UDP => {
             if l4 + 8 > end {
@@ -307,8 +321,8 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             let udp_len = u16::from_be_bytes([h[4], h[5]]) as usize;
             let room = end - l4;
             let len = if udp_len < room { udp_len } else { room };
-            pkt.udp_payload = (l4 + 8) as u16;
-            pkt.udp_payload_len = len.saturating_sub(8) as u16;
+            pkt.payload = (l4 + 8) as u16;
+            pkt.payload_len = len.saturating_sub(8) as u16;
         }
         p if p == icmp => {
             if l4 + 4 > end {

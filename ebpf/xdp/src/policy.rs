@@ -7,7 +7,7 @@ use aya_ebpf::programs::XdpContext;
 use gateway_common::{
     Reason, Role,
     flow::NO_RULE,
-    maps::IPPROTO_UDP,
+    maps::{IPPROTO_TCP, IPPROTO_UDP},
     values::{SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, Settings},
 };
 
@@ -56,11 +56,12 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
     if let Some(feed) = blocked {
         return Decision::new(Reason::Blocklist, feed, 0);
     }
-    // 2. A DNS query (UDP to port 53) for a listed name, when the policy has domain feeds.
+    // 2. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
+    //    policy has domain feeds.
     if settings.flags & SETTING_DNS_INSPECT != 0
-        && pkt.proto == IPPROTO_UDP
         && pkt.has_ports
         && pkt.dport == 53
+        && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && pkt.payload_len != 0))
     {
         match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
             Dns::Block(feed) => return Decision::new(Reason::Domain, feed, 0),

@@ -6,7 +6,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use gateway_common::event::DropEvent;
 use gateway_common::{Reason, Verdict, values::DatapathConfig};
 use gateway_dataplane::{
     ApplyReport, AttachedPort, Dataplane, DataplaneError, EventReader, LoadOptions, Persistence,
@@ -241,7 +240,7 @@ impl Engine {
     }
 
     /// A drop event from the data path → alert.
-    pub fn on_event(&mut self, ev: &DropEvent) {
+    pub fn on_event(&mut self, ev: &gateway_dataplane::DropRecord) {
         self.telemetry.alert(
             ev,
             &self.names,

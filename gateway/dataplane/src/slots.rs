@@ -249,6 +249,9 @@ impl crate::Dataplane {
             alert_burst: image.alert_limit.burst,
             alert_window_ms: image.alert_limit.window_ms,
             domain_seed: image.domain_seed,
+            sinkhole_v4: image.sinkhole.v4.map_or([0; 4], |a| a.octets()),
+            sinkhole_ttl: image.sinkhole.ttl,
+            sinkhole_v6: image.sinkhole.v6.map_or([0; 16], |a| a.octets()),
         };
         m.settings
             .set(target as u32, settings, 0)

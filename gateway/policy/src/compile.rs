@@ -38,7 +38,8 @@ use gateway_common::maps::{
 };
 use gateway_common::values::{
     DomainValue, GOVNET_DEDICATED, GOVNET_SHARED, MAX_ALLOW_RULES, PortRule, SETTING_DNS_INSPECT,
-    SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
+    SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DNS_SINKHOLE_V4,
+    SETTING_DNS_SINKHOLE_V6, SETTING_DROP_FRAGMENTS,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -259,8 +260,19 @@ fn settings_flags(policy: &Policy) -> u32 {
     // such a policy's settings (and image hash) are what they were before domain blocking.
     if !policy.domain_feeds.is_empty() {
         flags |= SETTING_DNS_INSPECT;
-        if policy.domains.action == DomainAction::Nxdomain {
-            flags |= SETTING_DNS_NXDOMAIN;
+        match policy.domains.action {
+            DomainAction::Nxdomain => flags |= SETTING_DNS_NXDOMAIN,
+            // Answered in place like NXDOMAIN; the family bits say which queries get an address.
+            DomainAction::Sinkhole => {
+                flags |= SETTING_DNS_NXDOMAIN;
+                if policy.domains.sinkhole_v4.is_some() {
+                    flags |= SETTING_DNS_SINKHOLE_V4;
+                }
+                if policy.domains.sinkhole_v6.is_some() {
+                    flags |= SETTING_DNS_SINKHOLE_V6;
+                }
+            }
+            DomainAction::Drop => {}
         }
         if policy.domains.pass_malformed {
             flags |= SETTING_DNS_MALFORMED_PASS;
@@ -322,6 +334,13 @@ fn add_domains(
         )?;
     }
     image.domain_seed = set.seed();
+    if policy.domains.action == DomainAction::Sinkhole {
+        image.sinkhole = crate::image::Sinkhole {
+            v4: policy.domains.sinkhole_v4,
+            v6: policy.domains.sinkhole_v6,
+            ttl: policy.domains.sinkhole_ttl,
+        };
+    }
     // Rules come sorted by hash: the tree is built in bulk.
     image.domains = set
         .rules()

@@ -132,6 +132,7 @@ pub fn diff_with_examples(old: &MapImage, new: &MapImage, max_examples: usize) -
         BTreeMap::from([
             ("fragments", fragments(img.settings_flags).to_string()),
             ("dns", dns_settings(img.settings_flags, img.domain_seed)),
+            ("sinkhole", sinkhole(&img.sinkhole)),
             (
                 "alert_limit",
                 format!(
@@ -459,6 +460,15 @@ fn dns_settings(flags: u32, seed: u64) -> String {
         "drop"
     };
     format!("inspect, action {action}, malformed {malformed}, seed {seed}")
+}
+
+fn sinkhole(s: &crate::image::Sinkhole) -> String {
+    if *s == crate::image::Sinkhole::default() {
+        return "off".to_string();
+    }
+    let v4 = s.v4.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let v6 = s.v6.map_or_else(|| "-".to_string(), |a| a.to_string());
+    format!("A {v4}, AAAA {v6}, ttl {}", s.ttl)
 }
 
 /// `block name+below, pass below`: what a domain entry's flag bits say.

@@ -66,6 +66,17 @@ pub struct MapImage {
     /// *block* entry only blocks the attacker). Random collisions are negligible (≈ 5·10⁻¹⁴ per
     /// lookup for a million names) and a collision inside the set refuses the policy.
     pub domain_seed: u64,
+    /// `[domains] action = "sinkhole"`: what A/AAAA answers for blocked names carry (issue 6).
+    pub sinkhole: Sinkhole,
+}
+
+/// The answers of `[domains] action = "sinkhole"`; a family without an address gets NXDOMAIN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sinkhole {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    /// Seconds.
+    pub ttl: u32,
 }
 
 /// The drop-event rate limit the data path applies (written into the slot's `Settings`).
@@ -269,6 +280,13 @@ impl MapImage {
         }
         h.update(b"dseed");
         h.update(self.domain_seed.to_be_bytes());
+        // Only a sinkhole policy hashes these, so other images keep the hash they had.
+        if self.sinkhole != Sinkhole::default() {
+            h.update(b"sink");
+            h.update(self.sinkhole.v4.map_or([0; 4], |a| a.octets()));
+            h.update(self.sinkhole.v6.map_or([0; 16], |a| a.octets()));
+            h.update(self.sinkhole.ttl.to_be_bytes());
+        }
         h.finalize().into()
     }
 }

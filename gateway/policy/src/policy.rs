@@ -231,6 +231,10 @@ pub enum DomainAction {
     Nxdomain,
     /// Drop the query silently.
     Drop,
+    /// Answer A / AAAA queries (class IN) with `sinkhole_v4` / `sinkhole_v6` (one record, TTL
+    /// `sinkhole_ttl`), every other query with NXDOMAIN: clients that connect anyway reach the
+    /// sinkhole, where the SOC can see who they are.
+    Sinkhole,
 }
 
 impl DomainAction {
@@ -238,6 +242,7 @@ impl DomainAction {
         match self {
             DomainAction::Nxdomain => "nxdomain",
             DomainAction::Drop => "drop",
+            DomainAction::Sinkhole => "sinkhole",
         }
     }
 }
@@ -249,13 +254,26 @@ pub struct DomainSettings {
     /// `malformed = "pass"`: a DNS query whose question cannot be walked passes (default: drops as
     /// `malformed`, so a compression pointer cannot smuggle a blocked name past the check).
     pub pass_malformed: bool,
+    /// `sinkhole_v4`, `sinkhole_v6`: the answers of `action = "sinkhole"` (at least one is set
+    /// with that action; a family without one gets NXDOMAIN).
+    pub sinkhole_v4: Option<std::net::Ipv4Addr>,
+    pub sinkhole_v6: Option<std::net::Ipv6Addr>,
+    /// `sinkhole_ttl`: TTL in seconds of a sinkhole answer (default 60).
+    pub sinkhole_ttl: u32,
 }
+
+/// TTL of a sinkhole answer unless the policy says otherwise: short, so a client retries soon
+/// after a name is taken off the list.
+pub const SINKHOLE_TTL_DEFAULT: u32 = 60;
 
 impl Default for DomainSettings {
     fn default() -> Self {
         DomainSettings {
             action: DomainAction::Nxdomain,
             pass_malformed: false,
+            sinkhole_v4: None,
+            sinkhole_v6: None,
+            sinkhole_ttl: SINKHOLE_TTL_DEFAULT,
         }
     }
 }
@@ -354,6 +372,9 @@ struct RawDomainFeed {
 struct RawDomains {
     action: Option<Spanned<String>>,
     malformed: Option<Spanned<String>>,
+    sinkhole_v4: Option<Spanned<String>>,
+    sinkhole_v6: Option<Spanned<String>>,
+    sinkhole_ttl: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1062,21 +1083,76 @@ impl Validator<'_, '_> {
             return Ok(DomainSettings::default());
         };
         let line = self.line(&raw.span());
+        let section_span = raw.span();
         let raw = raw.into_inner();
         let action = match &raw.action {
             None => DomainAction::default(),
             Some(a) => match a.get_ref().as_str() {
                 "nxdomain" => DomainAction::Nxdomain,
                 "drop" => DomainAction::Drop,
+                "sinkhole" => DomainAction::Sinkhole,
                 other => {
                     return Err(self.err(
                         &a.span(),
                         "domains.action",
-                        format!("unknown action {other:?}; expected \"nxdomain\" or \"drop\""),
+                        format!(
+                            "unknown action {other:?}; expected \"nxdomain\", \"sinkhole\" or \"drop\""
+                        ),
                     ));
                 }
             },
         };
+        let sinkhole_v4 = match &raw.sinkhole_v4 {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::Ipv4Addr>().map_err(|e| {
+                self.err(
+                    &a.span(),
+                    "domains.sinkhole_v4",
+                    format!("{:?} is not an IPv4 address: {e}", a.get_ref()),
+                )
+            })?),
+        };
+        let sinkhole_v6 = match &raw.sinkhole_v6 {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::Ipv6Addr>().map_err(|e| {
+                self.err(
+                    &a.span(),
+                    "domains.sinkhole_v6",
+                    format!("{:?} is not an IPv6 address: {e}", a.get_ref()),
+                )
+            })?),
+        };
+        let sinkhole_ttl = match &raw.sinkhole_ttl {
+            None => SINKHOLE_TTL_DEFAULT,
+            // RFC 2181 §8: a TTL is 0 ..= 2^31 - 1.
+            Some(t) => u32::try_from(*t.get_ref())
+                .ok()
+                .filter(|t| *t <= i32::MAX as u32)
+                .ok_or_else(|| {
+                    self.err(
+                        &t.span(),
+                        "domains.sinkhole_ttl",
+                        format!("{} is not a TTL (0 to 2147483647 seconds)", t.get_ref()),
+                    )
+                })?,
+        };
+        if action == DomainAction::Sinkhole && sinkhole_v4.is_none() && sinkhole_v6.is_none() {
+            let at = raw.action.as_ref().map_or(section_span, |a| a.span());
+            return Err(self.err(
+                &at,
+                "domains.action",
+                "action \"sinkhole\" needs sinkhole_v4 and/or sinkhole_v6".to_owned(),
+            ));
+        }
+        if action != DomainAction::Sinkhole
+            && (sinkhole_v4.is_some() || sinkhole_v6.is_some() || raw.sinkhole_ttl.is_some())
+        {
+            self.warn(
+                line,
+                "domains",
+                "sinkhole_v4/sinkhole_v6/sinkhole_ttl are ignored unless action = \"sinkhole\"",
+            );
+        }
         let pass_malformed = match &raw.malformed {
             None => false,
             Some(m) => match m.get_ref().as_str() {
@@ -1101,6 +1177,9 @@ impl Validator<'_, '_> {
         Ok(DomainSettings {
             action,
             pass_malformed,
+            sinkhole_v4,
+            sinkhole_v6,
+            sinkhole_ttl,
         })
     }
 }
