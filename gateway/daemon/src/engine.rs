@@ -451,25 +451,16 @@ impl Engine {
                     entries: f.entries,
                 })
                 .collect(),
-            files: compiled
-                .summary
-                .feeds
-                .iter()
-                .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-                .collect(),
+            files: named_files(&compiled.summary),
         })
     }
 
     /// The policy file in force and the files it names (relative to its directory).
     pub fn policy_in_force(&self) -> (PathBuf, Vec<PathBuf>) {
-        let files = self
-            .in_force
-            .summary
-            .feeds
-            .iter()
-            .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-            .collect();
-        (self.policy_path.clone(), files)
+        (
+            self.policy_path.clone(),
+            named_files(&self.in_force.summary),
+        )
     }
 
     /// Status of the data path (what the control socket's `status` answers).
@@ -601,4 +592,15 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The files a policy names (address feeds, then domain feeds), as written in it: what travels
+/// with the policy in a bundle.
+fn named_files(summary: &gateway_policy::Summary) -> Vec<PathBuf> {
+    summary
+        .feeds
+        .iter()
+        .filter_map(|f| f.path.as_ref().map(PathBuf::from))
+        .chain(summary.domain_feeds.iter().map(|f| PathBuf::from(&f.path)))
+        .collect()
 }
