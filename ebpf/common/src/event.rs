@@ -288,8 +288,82 @@ mod user {
             );
             assert_eq!(DropEvent::from_bytes(&bytes[..71]), None);
             let mut other = bytes;
-            other[8] = 2;
+            other[8] = 3;
             assert_eq!(DropEvent::from_bytes(&other), None);
+            // A plain drop record has no DNS part.
+            assert_eq!(DnsDetail::from_bytes(&bytes), None);
+        }
+
+        fn dns_record(name: &[u8], match_off: u8) -> DnsDropEvent {
+            let mut n = [0u8; DNS_EVENT_NAME];
+            let len = name.len().min(DNS_EVENT_NAME);
+            n[..len].copy_from_slice(&name[..len]);
+            DnsDropEvent {
+                drop: DropEvent {
+                    ts_ns: 1,
+                    kind: EVENT_DROP_DNS,
+                    reason: crate::Reason::Domain as u8,
+                    family: 4,
+                    proto: 17,
+                    ifindex: 2,
+                    egress_ifindex: 0,
+                    rule: 0,
+                    suppressed: 0,
+                    bytes: 80,
+                    tcp_flags: 0,
+                    role: crate::Role::Lan as u8,
+                    _pad: [0; 2],
+                    sport: [0x9c, 0x40],
+                    dport: [0, 53],
+                    src: [0; 16],
+                    dst: [0; 16],
+                },
+                dns: DnsDetail {
+                    matched_hash: 0x1234,
+                    qtype: 1,
+                    name_len: name.len() as u8,
+                    match_off,
+                    answer: super::super::DNS_NXDOMAIN,
+                    _pad: [0; 3],
+                    name: n,
+                },
+            }
+        }
+
+        fn bytes_of(ev: DnsDropEvent) -> [u8; core::mem::size_of::<DnsDropEvent>()] {
+            // SAFETY: DnsDropEvent is plain data of exactly this many bytes.
+            unsafe { core::mem::transmute(ev) }
+        }
+
+        #[test]
+        fn dns_records_name_the_query_and_the_match() {
+            let rec = bytes_of(dns_record(b"\x03www\x04evil\x07example\x00", 4));
+            let ev = DropEvent::from_bytes(&rec).expect("head");
+            assert_eq!(ev.reason(), Some(crate::Reason::Domain));
+            let d = DnsDetail::from_bytes(&rec).expect("dns part");
+            assert_eq!(d.name().as_deref(), Some("www.evil.example"));
+            assert_eq!(d.matched().as_deref(), Some("*.evil.example"));
+            assert_eq!(DnsDetail::from_bytes(&rec[..199]), None);
+
+            let exact = DnsDetail::from_bytes(&bytes_of(dns_record(b"\x04evil\x07example\x00", 0)))
+                .expect("dns part");
+            assert_eq!(exact.matched().as_deref(), Some("evil.example"));
+
+            // Bytes a log line must not carry raw are escaped.
+            let odd = DnsDetail::from_bytes(&bytes_of(dns_record(b"\x03a\nb\x03c.d\x00", 0)))
+                .expect("dns part");
+            assert_eq!(odd.name().as_deref(), Some("a\\010b.c\\046d"));
+
+            // A name longer than the record carries cannot be shown in full.
+            let mut long = std::vec::Vec::new();
+            for _ in 0..4 {
+                long.push(40u8);
+                long.extend_from_slice(&[b'x'; 40]);
+            }
+            long.push(0);
+            let cut = DnsDetail::from_bytes(&bytes_of(dns_record(&long, 123))).expect("dns part");
+            assert_eq!(cut.name(), None);
+            assert_eq!(cut.matched(), None);
         }
     }
 }

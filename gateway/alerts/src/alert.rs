@@ -397,11 +397,20 @@ pub(crate) mod tests {
         a.reason = Reason::Domain;
         a.proto = 17;
         a.dport = 53;
-        a.domain = Some("evil.example".to_owned());
+        a.domain = Some("www.evil.example".to_owned());
+        a.domain_match = Some("*.evil.example".to_owned());
+        a.rule = "domain_feed:soc-domains".to_owned();
         assert_eq!(
             a.sentence(),
-            "blocked 10.10.0.2:51234 → 203.0.113.66:53/udp on lan0: domain evil.example \
-             (feed:soc-indicators)"
+            "blocked DNS query www.evil.example (matched *.evil.example, domain_feed:soc-domains) \
+             from 10.10.0.2:51234 to 203.0.113.66:53/udp on lan0"
+        );
+        // A `domain` alert without a name (never from the data path) keeps the general shape.
+        a.domain = None;
+        a.domain_match = None;
+        assert_eq!(
+            a.sentence(),
+            "blocked 10.10.0.2:51234 → 203.0.113.66:53/udp on lan0: domain (domain_feed:soc-domains)"
         );
     }
 
@@ -432,6 +441,7 @@ pub(crate) mod tests {
             "policy": "ward-office",
             "generation": 3,
             "domain": null,
+            "domain_match": null,
             "message": "blocked 10.10.0.2:51234 → 203.0.113.66:443/tcp on lan0: blocklist (feed:soc-indicators)",
         });
         assert_eq!(json, expected);

@@ -9,8 +9,9 @@ use std::path::Path;
 use common::{BASE, compile_in, edit, err};
 use gateway_common::dname::{self, Say};
 use gateway_common::values::{
-    SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN,
+    SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DNS_SINKHOLE_V4,
 };
+use gateway_policy::image::Sinkhole;
 use gateway_policy::{MapImage, diff};
 
 /// Feeds of `tests/fixtures/domains` copied beside a policy in a fresh directory.
@@ -233,6 +234,35 @@ fn compile_is_deterministic_and_the_diff_names_feeds() {
 }
 
 #[test]
+fn sinkhole_addresses_reach_the_image() {
+    let dir = dir_with_feeds(&FIXTURES);
+    let policy = format!(
+        "{BASE}{FEEDS}\n[domains]\naction = \"sinkhole\"\nsinkhole_v4 = \"192.0.2.53\"\nsinkhole_ttl = 30\n"
+    );
+    let c = compile_in(dir.path(), &policy).unwrap();
+    assert_eq!(
+        c.image.settings_flags,
+        SETTING_DNS_INSPECT | SETTING_DNS_NXDOMAIN | SETTING_DNS_SINKHOLE_V4
+    );
+    assert_eq!(
+        c.image.sinkhole,
+        Sinkhole {
+            v4: Some("192.0.2.53".parse().unwrap()),
+            v6: None,
+            ttl: 30,
+        }
+    );
+    let plain = compile_in(dir.path(), &format!("{BASE}{FEEDS}")).unwrap();
+    assert_eq!(plain.image.sinkhole, Sinkhole::default());
+    assert_ne!(plain.image.hash(), c.image.hash());
+    let d = diff(&plain.image, &c.image).to_string();
+    assert!(
+        d.contains("~ sinkhole off -> A 192.0.2.53, AAAA -, ttl 30"),
+        "{d}"
+    );
+}
+
+#[test]
 fn without_domain_feeds_nothing_is_inspected() {
     let c = common::compile_text(BASE).unwrap();
     assert_eq!(
@@ -297,7 +327,23 @@ fn refusals_name_file_line_and_field() {
     );
     assert_eq!(
         err(&feed("\n[domains]\naction = \"refuse\"\n")),
-        "p.toml:38: domains.action: unknown action \"refuse\"; expected \"nxdomain\" or \"drop\""
+        "p.toml:38: domains.action: unknown action \"refuse\"; expected \"nxdomain\", \"sinkhole\" or \"drop\""
+    );
+    assert_eq!(
+        err(&feed("\n[domains]\naction = \"sinkhole\"\n")),
+        "p.toml:38: domains.action: action \"sinkhole\" needs sinkhole_v4 and/or sinkhole_v6"
+    );
+    assert_eq!(
+        err(&feed(
+            "\n[domains]\naction = \"sinkhole\"\nsinkhole_v4 = \"2001:db8::1\"\n"
+        )),
+        "p.toml:39: domains.sinkhole_v4: \"2001:db8::1\" is not an IPv4 address: invalid IPv4 address syntax"
+    );
+    assert_eq!(
+        err(&feed(
+            "\n[domains]\naction = \"sinkhole\"\nsinkhole_v6 = \"::1\"\nsinkhole_ttl = -1\n"
+        )),
+        "p.toml:40: domains.sinkhole_ttl: -1 is not a TTL (0 to 2147483647 seconds)"
     );
     assert_eq!(
         err(&feed("\n[domains]\nmalformed = \"inspect\"\n")),
@@ -305,7 +351,7 @@ fn refusals_name_file_line_and_field() {
     );
     assert_eq!(
         err(&feed("\n[domains]\nttl = 5\n")),
-        "p.toml:38: domains.ttl: unknown field `ttl`, expected `action` or `malformed`"
+        "p.toml:38: domains.ttl: unknown field `ttl`, expected one of `action`, `malformed`, `sinkhole_v4`, `sinkhole_v6`, `sinkhole_ttl`"
     );
 }
 
