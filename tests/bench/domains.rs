@@ -105,16 +105,29 @@ fn single_runs(r: &Runner, ifindex: u32, frame: &[u8]) -> anyhow::Result<f64> {
     Ok(total as f64 / f64::from(SINGLE_RUNS))
 }
 
-pub fn run(
-    dp: &mut Dataplane,
-    gw: &Runner,
-    base: &Runner,
-    net: &TestNet,
-    profile: &gateway_policy::Profile,
-    dir: &Path,
-    base_policy: &Path,
-    generation: &mut u64,
-) -> anyhow::Result<()> {
+/// What the domain figures run on: the program (and the pass-only baseline) in the bench's
+/// namespace, and the bench's office policy to add domain feeds to.
+pub struct Setup<'a> {
+    pub dp: &'a mut Dataplane,
+    pub gw: &'a Runner,
+    pub base: &'a Runner,
+    pub net: &'a TestNet,
+    pub profile: &'a gateway_policy::Profile,
+    /// Scratch directory for feeds and policies.
+    pub dir: &'a Path,
+    pub base_policy: &'a Path,
+}
+
+pub fn run(s: Setup<'_>, generation: &mut u64) -> anyhow::Result<()> {
+    let Setup {
+        dp,
+        gw,
+        base,
+        net,
+        profile,
+        dir,
+        base_policy,
+    } = s;
     let lan = net.ifindex_of(Role::Lan);
     let non_dns = Frame::ip(
         IpAddr::V4(CLIENT),

@@ -259,13 +259,15 @@ fn run_domains(
         generation,
     )?;
     domains::run(
-        &mut dp,
-        &gw,
-        &base,
-        &net,
-        profile,
-        dir,
-        &initial,
+        domains::Setup {
+            dp: &mut dp,
+            gw: &gw,
+            base: &base,
+            net: &net,
+            profile,
+            dir,
+            base_policy: &initial,
+        },
         &mut generation,
     )
 }
@@ -367,13 +369,15 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
     }
     flows::run(&dp, &gw, &net)?;
     domains::run(
-        &mut dp,
-        &gw,
-        &base,
-        &net,
-        profile,
-        dir,
-        &initial,
+        domains::Setup {
+            dp: &mut dp,
+            gw: &gw,
+            base: &base,
+            net: &net,
+            profile,
+            dir,
+            base_policy: &initial,
+        },
         &mut generation,
     )
 }
