@@ -498,3 +498,84 @@ fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(())
 }
+
+/// The drop event of a `domain` verdict carries the query: name, QTYPE, the listed name that
+/// matched (and its hash), the domain feed as the rule, and whether it was answered.
+#[test]
+fn domain_drop_events_carry_the_query_name() -> anyhow::Result<()> {
+    use gateway_common::event::{DNS_DROPPED, DNS_NXDOMAIN, EVENT_DROP_DNS};
+    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
+    let a = addrs(&h.net);
+    let mut img = image(&a);
+    img.settings_flags |= SETTING_DNS_NXDOMAIN;
+    let seed = img.domain_seed;
+    h.dp.apply(Arc::new(img), 1)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let _guard = rt.enter();
+    let mut reader = h.dp.event_reader()?;
+    let tcp_query = {
+        let m = typed("exact.example", 28);
+        let mut p = (m.len() as u16).to_be_bytes().to_vec();
+        p.extend_from_slice(&m);
+        L4::Tcp(Tcp {
+            flags: 0x18,
+            payload: p,
+            ..Tcp::new(40001, 53)
+        })
+    };
+    // (frame, name, matched, qtype, feed, answer); distinct sources: the rate limit is per source.
+    let cases = [
+        (
+            frame(
+                a.v4.client,
+                a.v4.internet,
+                udp53(query(&wire("www.blocked.example"))),
+            ),
+            "www.blocked.example",
+            "*.blocked.example",
+            1u16,
+            0u32,
+            DNS_NXDOMAIN,
+        ),
+        (
+            frame(a.v6.client, a.v6.internet, tcp_query),
+            "exact.example",
+            "exact.example",
+            28,
+            1,
+            DNS_DROPPED,
+        ),
+    ];
+    for (f, name, matched, qtype, feed, answer) in cases {
+        let r = h.run(a.lan_if, &f)?;
+        anyhow::ensure!(r.reason == Reason::Domain, "{name}: {}", r.reason.as_str());
+        let rec = reader
+            .try_next()
+            .ok_or_else(|| anyhow::anyhow!("no event for {name}"))?;
+        let dns = rec
+            .dns
+            .ok_or_else(|| anyhow::anyhow!("{name}: event without DNS detail"))?;
+        anyhow::ensure!(rec.event.kind == EVENT_DROP_DNS && rec.event.rule == feed);
+        anyhow::ensure!(rec.event.reason() == Some(Reason::Domain));
+        anyhow::ensure!(dns.name().as_deref() == Some(name), "{dns:?}");
+        anyhow::ensure!(dns.matched().as_deref() == Some(matched), "{dns:?}");
+        let listed = matched.trim_start_matches("*.");
+        anyhow::ensure!(dns.matched_hash == dname::hash_dotted(seed, listed.as_bytes()));
+        anyhow::ensure!(dns.qtype == qtype && dns.answer == answer, "{dns:?}");
+    }
+    // Other drops stay plain events.
+    let blocked = frame(
+        a.v4.client,
+        a.v4.blocked_exact,
+        L4::Tcp(Tcp::new(40002, 443)),
+    );
+    let r = h.run(a.lan_if, &blocked)?;
+    anyhow::ensure!(r.reason == Reason::Blocklist);
+    let rec = reader
+        .try_next()
+        .ok_or_else(|| anyhow::anyhow!("no blocklist event"))?;
+    anyhow::ensure!(rec.dns.is_none() && rec.event.kind == gateway_common::event::EVENT_DROP);
+    Ok(())
+}
