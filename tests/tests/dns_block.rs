@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, UdpPacket};
+use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
 use gateway_common::values::{
@@ -313,6 +313,51 @@ fn answer_of(query_frame: &[u8], out: &[u8], vlans: usize) -> Result<Vec<u8>, St
     Ok(udp.payload().to_vec())
 }
 
+/// Checks `out` is a TCP segment back to the sender of `query_frame` (addresses and ports swapped,
+/// lengths, checksums) and returns its (seq, ack, flags, payload).
+fn tcp_answer_of(
+    query_frame: &[u8],
+    out: &[u8],
+    l4: usize,
+) -> Result<(u32, u32, u8, Vec<u8>), String> {
+    if out[..6] != query_frame[6..12] || out[6..12] != query_frame[..6] {
+        return Err("MAC addresses not swapped".into());
+    }
+    let (src, dst) = if out[14] >> 4 == 4 {
+        let ip = Ipv4Packet::new_checked(&out[14..]).map_err(|e| format!("IPv4: {e}"))?;
+        if !ip.verify_checksum() || usize::from(ip.total_len()) != out.len() - 14 {
+            return Err("IPv4 checksum or length".into());
+        }
+        (
+            IpAddress::Ipv4(ip.src_addr()),
+            IpAddress::Ipv4(ip.dst_addr()),
+        )
+    } else {
+        let ip = Ipv6Packet::new_checked(&out[14..]).map_err(|e| format!("IPv6: {e}"))?;
+        if usize::from(ip.payload_len()) != out.len() - 54 {
+            return Err("IPv6 payload length".into());
+        }
+        (
+            IpAddress::Ipv6(ip.src_addr()),
+            IpAddress::Ipv6(ip.dst_addr()),
+        )
+    };
+    let tcp = TcpPacket::new_checked(&out[l4..]).map_err(|e| format!("TCP: {e}"))?;
+    if !tcp.verify_checksum(&src, &dst) {
+        return Err(format!("TCP checksum {:#06x}", tcp.checksum()));
+    }
+    let q = TcpPacket::new_unchecked(&query_frame[l4..]);
+    if tcp.src_port() != q.dst_port() || tcp.dst_port() != q.src_port() {
+        return Err("TCP ports not swapped".into());
+    }
+    Ok((
+        tcp.seq_number().0 as u32,
+        tcp.ack_number().0 as u32,
+        out[l4 + 13],
+        tcp.payload().to_vec(),
+    ))
+}
+
 fn edns(mut q: Vec<u8>) -> Vec<u8> {
     q[11] = 1; // ARCOUNT
     // OPT: root name, TYPE 41, UDP size 1232, no extended RCODE/flags, no options.
@@ -427,9 +472,9 @@ fn blocked_queries_are_answered_in_place() -> anyhow::Result<()> {
 }
 
 /// DNS over TCP: the message after the two-byte length in a segment is judged like a UDP one; a
-/// blocked query is dropped (not answered: see the data path's `Judgement::answer`).
+/// blocked query is answered in place with a segment that continues the client's stream.
 #[test]
-fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
+fn tcp_queries_are_judged_and_blocked_ones_answered() -> anyhow::Result<()> {
     let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
     let a = addrs(&h.net);
     let mut img = image(&a);
@@ -455,7 +500,7 @@ fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
             "blocked",
             seg(framed(blocked.clone()), psh_ack),
             Reason::Domain,
-            XDP_DROP,
+            XDP_TX,
         ),
         (
             "allowed",
@@ -494,6 +539,33 @@ fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
                 ));
             }
         }
+        // The answer: seq = the client's ack, ack = its seq + data, PSH|ACK, the NXDOMAIN message
+        // after its length, every checksum right.
+        let query = Tcp {
+            flags: psh_ack,
+            seq: 0x1000_0000,
+            payload: framed(blocked.clone()),
+            ..Tcp::new(40000, 53)
+        };
+        let mut f = frame(src, dst, L4::Tcp(query.clone()));
+        let l4 = if src.is_ipv4() { 34 } else { 54 };
+        f[l4 + 8..l4 + 12].copy_from_slice(&0x2000_0000u32.to_be_bytes()); // the client's ack
+        let r = h.run(a.lan_if, &f)?;
+        match tcp_answer_of(&f, &r.frame, l4) {
+            Ok((seq, ack, flags, payload)) => {
+                let mut nx = blocked.clone();
+                nx[2] = 0x81;
+                nx[3] = 0x83;
+                let want = framed(nx);
+                let data = u32::try_from(query.payload.len())?;
+                if (seq, ack, flags) != (0x2000_0000, 0x1000_0000 + data, 0x18) || payload != want {
+                    wrong.push(format!(
+                        "TCP answer from {src}: seq {seq:#x} ack {ack:#x} flags {flags:#x} payload {payload:02x?}"
+                    ));
+                }
+            }
+            Err(e) => wrong.push(format!("TCP answer from {src}: {e}")),
+        }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(())
@@ -503,7 +575,7 @@ fn tcp_queries_are_judged_and_blocked_ones_dropped() -> anyhow::Result<()> {
 /// matched (and its hash), the domain feed as the rule, and whether it was answered.
 #[test]
 fn domain_drop_events_carry_the_query_name() -> anyhow::Result<()> {
-    use gateway_common::event::{DNS_DROPPED, DNS_NXDOMAIN, EVENT_DROP_DNS};
+    use gateway_common::event::{DNS_NXDOMAIN, EVENT_DROP_DNS};
     let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
     let a = addrs(&h.net);
     let mut img = image(&a);
@@ -545,7 +617,7 @@ fn domain_drop_events_carry_the_query_name() -> anyhow::Result<()> {
             "exact.example",
             28,
             1,
-            DNS_DROPPED,
+            DNS_NXDOMAIN,
         ),
     ];
     for (f, name, matched, qtype, feed, answer) in cases {

@@ -78,7 +78,8 @@ pub struct DnsDetail {
 }
 const _: () = assert!(core::mem::size_of::<DnsDetail>() == 128);
 
-/// [`DnsDetail::answer`]: dropped silently (action `drop`, TCP, or no room to answer).
+/// [`DnsDetail::answer`]: dropped silently (action `drop`, or a frame not answered: IP options,
+/// extension headers, fragments, no room).
 pub const DNS_DROPPED: u8 = 0;
 /// Answered in place with NXDOMAIN.
 pub const DNS_NXDOMAIN: u8 = 1;

@@ -39,9 +39,11 @@ const _: () = assert!(QUESTION_MAX <= BUF && MAX_LABELS <= OFFS);
 /// Per-CPU working memory (value of `maps::DNS_SCRATCH`).
 #[repr(C)]
 pub struct Scratch {
-    /// The UDP header of an answer built in place: right before `msg` (repr(C), byte arrays, no
-    /// padding), so header and message are one contiguous run for the checksum and the store.
-    udp: [u8; 8],
+    /// The L4 header of an answer built in place, right before `msg` (repr(C), byte arrays, no
+    /// padding), so header and message are one contiguous run for the checksum and the store: a
+    /// UDP header in the last 8 bytes, or a TCP header and the message's two-byte length in the
+    /// last 22.
+    head: [u8; HEAD],
     /// The start of the DNS message: header and question (then the answer built over it).
     msg: [u8; BUF],
     /// Offset of each label's length byte, relative to the name's start (≤ 254: fits a byte).
@@ -318,13 +320,21 @@ pub fn detail(out: &mut DnsDetail) {
     out.name = name;
 }
 
-/// Where the answer goes: offsets of the IP and UDP headers in the frame.
+/// Where the answer goes: offsets of the IP and UDP/TCP headers in the frame.
 #[derive(Clone, Copy)]
 pub struct Place {
     pub l3: u32,
     pub l4: u32,
     pub v6: bool,
+    pub tcp: bool,
 }
+
+/// Room before the message in the scratch: the longest L4 prefix of an answer.
+const HEAD: usize = 24;
+/// UDP header; TCP header without options and the message length.
+const UDP_HEAD: usize = 8;
+const TCP_HEAD: usize = 22;
+const _: () = assert!(UDP_HEAD <= HEAD && TCP_HEAD <= HEAD);
 
 /// TTL / hop limit of the answer.
 const ANSWER_TTL: u8 = 64;
@@ -332,18 +342,23 @@ const ANSWER_TTL: u8 = 64;
 const ANSWER_MAX: usize = QUESTION_MAX + 12 + 16;
 const _: () = assert!(ANSWER_MAX + 3 < BUF);
 
-/// Turns the UDP query [`inspect`] just blocked into its answer, in the same frame, for `XDP_TX`
+/// Turns the query [`inspect`] just blocked into its answer, in the same frame, for `XDP_TX`
 /// out of the port it came in on: Ethernet addresses, IP addresses and UDP ports swapped (VLAN
 /// tags untouched), the DNS header made a response (QR, RD copied, RA set, CD copied, RCODE
 /// NXDOMAIN or NOERROR), the question kept and everything after it (EDNS OPT, other records)
 /// cut, for a sinkhole one answer record appended (name = compression pointer to the question),
 /// the frame trimmed or grown to fit, IP lengths, IPv4 header checksum and UDP checksum computed
-/// afresh. Leaves `DNS_NXDOMAIN` / `DNS_SINKHOLE` for [`answered`] when the frame now holds the
+/// afresh. Over TCP the answer continues the client's stream: sequence number = the client's
+/// acknowledgement number, acknowledgement number = its sequence number + the segment's data,
+/// PSH|ACK, no options, then the length-prefixed message (the resolver, which saw the handshake
+/// but not the query, drops the connection on its own timeouts). Leaves `DNS_NXDOMAIN` /
+/// `DNS_SINKHOLE` for [`answered`] when the frame now holds the
 /// answer, else `DNS_DROPPED` (the caller drops): IPv4 options, IPv6 extension headers or an IPv4 fragment are
 /// not answered, they are rare for DNS and answering them right is not worth the code.
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, slot: u8, at: &Place) {
-    let r = answer_raw(ctx, slot as u32, at.l3, at.l4, at.v6 as u32);
+    let kind = at.v6 as u32 | (at.tcp as u32) << 1;
+    let r = answer_raw(ctx, slot as u32, at.l3, at.l4, kind);
     if let Some(s) = maps::DNS_SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
         unsafe { (*s).answered.set(r as u64) };
@@ -361,8 +376,8 @@ pub fn answered() -> u8 {
 }
 
 #[inline(never)]
-fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
-    let (l3, l4, v6) = (l3 as usize, l4 as usize, v6 != 0);
+fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, kind: u32) -> u8 {
+    let (l3, l4, v6, tcp) = (l3 as usize, l4 as usize, kind & 1 != 0, kind & 2 != 0);
     let Some(settings) = maps::settings(slot as u8) else {
         return DNS_DROPPED;
     };
@@ -383,8 +398,14 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
         return DNS_DROPPED; // a fragment: the query is not whole in this frame
     }
     let mut eth = [0u8; 12];
-    let mut ports = [0u8; 4];
-    if !parse::load_bytes(ctx, 0, &mut eth, 12) || !parse::load_bytes(ctx, l4, &mut ports, 4) {
+    // The UDP header and the DNS header after it, or the TCP header: 20 bytes either way.
+    let mut q = [0u8; 20];
+    if !parse::load_bytes(ctx, 0, &mut eth, 12) || !parse::load_bytes(ctx, l4, &mut q, 20) {
+        return DNS_DROPPED;
+    }
+    // TCP: the client's segment must acknowledge the server's SYN (it does, once established):
+    // its acknowledgement number is the sequence number of our answer.
+    if tcp && q[13] & 0x10 == 0 {
         return DNS_DROPPED;
     }
     let qlen = s.qlen.get() as usize;
@@ -455,14 +476,15 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
     for i in 0..3 {
         m[(dlen + i) & BUF_MASK] = 0;
     }
-    let udp_len = 8 + dlen;
+    let hlen = if tcp { TCP_HEAD } else { UDP_HEAD };
+    let l4_len = hlen + dlen;
 
     // The frame's new size, then the writes (offsets only: the resize invalidates pointers).
     // The length as a helper returns it: `data_end - data` would be pointer arithmetic the
     // verifier refuses once LLVM folds it into the subtraction below.
     // SAFETY: plain helper call on the live context.
     let old = unsafe { aya_ebpf::helpers::generated::bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-    let new = l4 + udp_len;
+    let new = l4 + l4_len;
     // SAFETY: plain helper call on the live context; the kernel refuses a size it cannot give.
     if unsafe {
         aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(ctx.ctx, new as i32 - old as i32)
@@ -475,20 +497,28 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
     let mut eth_out = [0u8; 12];
     eth_out[..6].copy_from_slice(&eth[6..12]);
     eth_out[6..].copy_from_slice(&eth[..6]);
-    // IP: addresses swapped, lengths of the answer, a fresh TTL; the pseudo-header sum for UDP.
-    let mut pseudo: u64 = 17 + udp_len as u64;
+    // IP: addresses swapped, lengths of the answer, a fresh TTL; the pseudo-header sum.
+    let proto: u64 = if tcp { 6 } else { 17 };
+    // The client's data in its segment (TCP): what our acknowledgement number adds to its sequence.
+    let ip_payload = if v6 {
+        u16::from_be_bytes([ip[4], ip[5]]) as usize
+    } else {
+        (u16::from_be_bytes([ip[2], ip[3]]) as usize).saturating_sub(20)
+    };
+    let seg_data = ip_payload.saturating_sub(((q[12] >> 4) as usize) * 4) as u32;
+    let mut pseudo: u64 = proto + l4_len as u64;
     if v6 {
         let mut a = [0u8; 16];
         a.copy_from_slice(&ip[8..24]);
         let src = ip;
         ip[8..24].copy_from_slice(&src[24..40]);
         ip[24..40].copy_from_slice(&a);
-        ip[4] = (udp_len >> 8) as u8;
-        ip[5] = udp_len as u8;
+        ip[4] = (l4_len >> 8) as u8;
+        ip[5] = l4_len as u8;
         ip[7] = ANSWER_TTL;
         pseudo += sum16(&ip[8..40]);
     } else {
-        let total = 20 + udp_len;
+        let total = 20 + l4_len;
         let mut a = [0u8; 4];
         a.copy_from_slice(&ip[12..16]);
         let src = ip;
@@ -504,28 +534,68 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
         ip[11] = c as u8;
         pseudo += sum16(&ip[12..20]);
     }
-    // UDP: ports swapped; checksum over pseudo-header, header and message (mandatory for IPv6).
-    s.udp = [
-        ports[2],
-        ports[3],
-        ports[0],
-        ports[1],
-        (udp_len >> 8) as u8,
-        udp_len as u8,
-        0,
-        0,
-    ];
-    let words = (udp_len + 3) & !3;
-    if words > 8 + ANSWER_MAX + 3 {
+    // L4: ports swapped. UDP: the length. TCP: sequence number = the client's acknowledgement
+    // number, acknowledgement number = the client's sequence number + its data, PSH|ACK, no
+    // options (the client's timestamps would be wrong coming from us), then the message length.
+    let at = HEAD - hlen;
+    if tcp {
+        let seq = [q[8], q[9], q[10], q[11]];
+        let ack = u32::from_be_bytes([q[4], q[5], q[6], q[7]])
+            .wrapping_add(seg_data)
+            .to_be_bytes();
+        let h = [
+            q[2],
+            q[3],
+            q[0],
+            q[1],
+            seq[0],
+            seq[1],
+            seq[2],
+            seq[3],
+            ack[0],
+            ack[1],
+            ack[2],
+            ack[3],
+            0x50,
+            0x18,
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+            (dlen >> 8) as u8,
+            dlen as u8,
+        ];
+        for (i, b) in h.iter().enumerate() {
+            s.head[HEAD - TCP_HEAD + i] = *b;
+        }
+    } else {
+        let h = [
+            q[2],
+            q[3],
+            q[0],
+            q[1],
+            (l4_len >> 8) as u8,
+            l4_len as u8,
+            0,
+            0,
+        ];
+        for (i, b) in h.iter().enumerate() {
+            s.head[HEAD - UDP_HEAD + i] = *b;
+        }
+    }
+    let words = (l4_len + 3) & !3;
+    if words > TCP_HEAD + ANSWER_MAX + 3 {
         return DNS_DROPPED;
     }
-    // SAFETY: `udp` and the `msg` after it are `words` ≤ 8 + BUF bytes of this map value (bounded
-    // just above); bpf_csum_diff only reads them.
+    // SAFETY: the run from `head[at]` through `msg` is `words` ≤ HEAD + BUF bytes of this map
+    // value (bounded just above); bpf_csum_diff only reads them.
     let partial = unsafe {
         aya_ebpf::helpers::generated::bpf_csum_diff(
             core::ptr::null_mut(),
             0,
-            s.udp.as_mut_ptr().cast(),
+            s.head.as_mut_ptr().add(at).cast(),
             words as u32,
             0,
         )
@@ -537,16 +607,24 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
     // big-endian pseudo-header sum into that order before adding, and store the result the same way.
     let native = fold(partial as u32 as u64 + u64::from(fold(pseudo).swap_bytes()));
     let mut csum = !native;
-    if csum == 0 {
+    if csum == 0 && !tcp {
         csum = 0xffff; // 0 means "no checksum" in UDP
     }
     let c = csum.to_ne_bytes();
-    s.udp[6] = c[0];
-    s.udp[7] = c[1];
+    // The checksum field: bytes 6–7 of a UDP header, 16–17 of a TCP header.
+    let field = if tcp {
+        HEAD - TCP_HEAD + 16
+    } else {
+        HEAD - UDP_HEAD + 6
+    };
+    s.head[field] = c[0];
+    s.head[field + 1] = c[1];
 
+    // SAFETY: `at` < HEAD: the pointer stays inside the scratch value.
+    let from = unsafe { s.head.as_ptr().add(at) };
     if !store(ctx, 0, eth_out.as_ptr(), 12)
         || !store(ctx, l3, ip.as_ptr(), iplen)
-        || !store(ctx, l4, s.udp.as_ptr(), udp_len)
+        || !store(ctx, l4, from, l4_len)
     {
         return DNS_DROPPED;
     }
@@ -557,13 +635,14 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, v6: u32) -> u8 {
     }
 }
 
-/// Writes `len` bytes (1–`8 + BUF`) at `off` of the frame; `false` when they do not fit.
+/// Writes `len` bytes (1–`TCP_HEAD + ANSWER_MAX`) at `off` of the frame; `false` when they do
+/// not fit.
 #[inline(always)]
 fn store(ctx: &XdpContext, off: usize, from: *const u8, len: usize) -> bool {
-    if len == 0 || len > 8 + BUF || off > 2048 {
+    if len == 0 || len > TCP_HEAD + ANSWER_MAX || off > 2048 {
         return false;
     }
-    // SAFETY: `from` points at `len` readable bytes (a local array or the scratch's udp+msg run);
+    // SAFETY: `from` points at `len` readable bytes (a local array or the scratch's head+msg run);
     // the helper checks `off + len` against the frame.
     unsafe {
         aya_ebpf::helpers::generated::bpf_xdp_store_bytes(

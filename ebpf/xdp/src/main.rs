@@ -26,7 +26,7 @@ use aya_ebpf::{
 use gateway_common::{
     Reason, Role, Verdict,
     event::DNS_DROPPED,
-    maps::IPPROTO_UDP,
+    maps::IPPROTO_TCP,
     values::{
         ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
     },
@@ -63,6 +63,7 @@ pub fn gateway(ctx: XdpContext) -> u32 {
                 l3: pkt.l3 as u32,
                 l4: pkt.l4 as u32,
                 v6: matches!(pkt.addrs, parse::Addrs::V6 { .. }),
+                tcp: pkt.proto == IPPROTO_TCP,
             },
         );
     }
@@ -131,7 +132,7 @@ struct Judgement {
     limit: Limit,
     /// The policy slot in force (meaningful once a policy was found).
     slot: u8,
-    /// A `domain` drop of a UDP query is to be answered in place (`SETTING_DNS_NXDOMAIN`).
+    /// A `domain` drop is to be answered in place (`SETTING_DNS_NXDOMAIN`).
     answer: bool,
 }
 
@@ -182,10 +183,7 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
     }
     let pkt = &*pkt;
     j.flow = true;
-    // Over TCP a blocked query is dropped: answering would mean forging a segment inside the
-    // client's stream (sequence numbers, window) and the client's later segments would hit a
-    // connection the resolver never saw; a retry over UDP gets the answer.
-    j.answer = settings.flags & SETTING_DNS_NXDOMAIN != 0 && pkt.proto == IPPROTO_UDP;
+    j.answer = settings.flags & SETTING_DNS_NXDOMAIN != 0;
     if pkt.later_fragment && settings.flags & SETTING_DROP_FRAGMENTS != 0 {
         j.decision = Decision::plain(Reason::Fragment);
         return j;
