@@ -50,8 +50,11 @@
 //! exact_only = false                    # optional: bare names block only themselves, not sub-names
 //!
 //! [domains]
-//! action = "nxdomain"                   # nxdomain (answer in place) | drop
+//! action = "nxdomain"                   # nxdomain (answer in place) | sinkhole | drop
 //! malformed = "drop"                    # drop | pass: a DNS query whose question cannot be walked
+//! sinkhole_v4 = "192.0.2.53"            # action = "sinkhole": the A answer (and/or sinkhole_v6,
+//! sinkhole_v6 = "2001:db8::53"          #   the AAAA answer; a family without one gets NXDOMAIN)
+//! sinkhole_ttl = 60                     # optional: TTL of a sinkhole answer, seconds
 //! ```
 //!
 //! Every table refuses unknown keys (a typo must not silently drop a rule). Prefixes written in the
