@@ -21,8 +21,8 @@ use anyhow::{Context, Result, bail, ensure};
 use gateway_common::{Reason, Role};
 use gateway_tests::lab::Probe::Ping;
 use gateway_tests::lab::Side::Client;
-use gateway_tests::lab::addr::{BLOCKED_V4, CLIENT_V4, GW_LAN_V4};
-use gateway_tests::lab::mtls::{API_PORT, Remote, mint};
+use gateway_tests::lab::addr::{BLOCKED_V4, CLIENT_V4};
+use gateway_tests::lab::mtls::{Remote, api_args, mint};
 use gateway_tests::lab::{ALT_POLICY, EXAMPLE_POLICY, Lab};
 
 /// The blocklisted host stays unreachable from the LAN (R2), whatever the control plane does.
@@ -45,21 +45,8 @@ fn admin_manages_the_box_over_mtls_with_gatewayctl() -> Result<()> {
     let certs = lab.run_dir().join("certs");
     std::fs::create_dir_all(&certs)?;
     mint(&certs)?;
-    let c = |f: &str| OsString::from(certs.join(f));
-    let listen = format!("{GW_LAN_V4}:{API_PORT}");
-    lab.start_gatewayd_with(
-        EXAMPLE_POLICY,
-        &[
-            "--api-listen".into(),
-            listen.clone().into(),
-            "--api-cert".into(),
-            c("server.pem"),
-            "--api-key".into(),
-            c("server.key"),
-            "--api-client-ca".into(),
-            c("admin-ca.pem"),
-        ],
-    )?;
+    let (listen, args) = api_args(&certs);
+    lab.start_gatewayd_with(EXAMPLE_POLICY, &args)?;
     let api = Remote::new(certs.clone(), listen);
     blocklist_enforced(&mut lab)?;
 
@@ -249,22 +236,9 @@ fn a_box_with_trusted_keys_applies_only_signed_bundles() -> Result<()> {
         )?;
     }
     // The box trusts the signer's public key only.
-    let listen = format!("{GW_LAN_V4}:{API_PORT}");
-    lab.start_gatewayd_with(
-        EXAMPLE_POLICY,
-        &[
-            "--api-listen".into(),
-            listen.clone().into(),
-            "--api-cert".into(),
-            c("server.pem"),
-            "--api-key".into(),
-            c("server.key"),
-            "--api-client-ca".into(),
-            c("admin-ca.pem"),
-            "--api-trusted-keys".into(),
-            c("signer.pub"),
-        ],
-    )?;
+    let (listen, mut args) = api_args(&certs);
+    args.extend(["--api-trusted-keys".into(), c("signer.pub")]);
+    lab.start_gatewayd_with(EXAMPLE_POLICY, &args)?;
     let api = Remote::new(certs.clone(), listen);
     let root = gateway_tests::lab::daemon::workspace_root();
     let policy = |p: &str| {

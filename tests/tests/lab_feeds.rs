@@ -13,8 +13,7 @@
 //! - an apply over the management API (mutual TLS) reaches the SOC's rsyslogd as an `audit`
 //!   message naming subject, action and result.
 
-use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use gateway_common::{Reason, Role};
 use gateway_tests::feed_server::{FeedServer, Mode};
+use gateway_tests::lab::mtls::{Remote, api_args, mint};
 use gateway_tests::lab::{EXAMPLE_POLICY, Lab, Probe, Side, addr::*, daemon::workspace_root};
 
 /// An Internet host only the remote feed lists (outside the example policy's `except` ranges and
@@ -126,48 +126,6 @@ fn blocked(lab: &mut Lab) -> Result<()> {
     Ok(())
 }
 
-/// Admin CA + a client certificate for alice (OU=admin), device CA + the box's server certificate.
-fn mint(dir: &Path) -> Result<()> {
-    let ca = |cn: &str| -> Result<(rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>)> {
-        let key = rcgen::KeyPair::generate()?;
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let cert = p.self_signed(&key)?;
-        Ok((cert, rcgen::Issuer::new(p, key)))
-    };
-    let (admin_ca, admin) = ca("lab admin CA")?;
-    let (device_ca, device) = ca("lab device CA")?;
-    let key = rcgen::KeyPair::generate()?;
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name
-        .push(rcgen::DnType::OrganizationName, "Lab");
-    p.distinguished_name
-        .push(rcgen::DnType::OrganizationalUnitName, "admin");
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "alice");
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let alice = p.signed_by(&key, &admin)?;
-    std::fs::write(dir.join("alice.pem"), alice.pem())?;
-    std::fs::write(dir.join("alice.key"), key.serialize_pem())?;
-    let key = rcgen::KeyPair::generate()?;
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "gw-lab");
-    p.subject_alt_names = vec![rcgen::SanType::IpAddress(IpAddr::V4(GW_LAN_V4))];
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let server = p.signed_by(&key, &device)?;
-    std::fs::write(dir.join("server.pem"), server.pem())?;
-    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
-    std::fs::write(dir.join("admin-ca.pem"), admin_ca.pem())?;
-    std::fs::write(dir.join("device-ca.pem"), device_ca.pem())?;
-    Ok(())
-}
-
 #[test]
 fn remote_feeds_never_fail_open_and_admin_actions_reach_the_soc() -> Result<()> {
     let mut lab = Lab::up()?;
@@ -197,21 +155,8 @@ fn remote_feeds_never_fail_open_and_admin_actions_reach_the_soc() -> Result<()> 
     let certs = lab.run_dir().join("certs");
     std::fs::create_dir_all(&certs)?;
     mint(&certs)?;
-    let c = |f: &str| OsString::from(certs.join(f));
-    let listen = format!("{GW_LAN_V4}:8443");
-    lab.start_gatewayd_with(
-        &policy,
-        &[
-            "--api-listen".into(),
-            listen.clone().into(),
-            "--api-cert".into(),
-            c("server.pem"),
-            "--api-key".into(),
-            c("server.key"),
-            "--api-client-ca".into(),
-            c("admin-ca.pem"),
-        ],
-    )?;
+    let (listen, args) = api_args(&certs);
+    lab.start_gatewayd_with(&policy, &args)?;
 
     // 1. No good copy yet (the vendor answers 503): the feed blocks nothing, the policy applies.
     wait(
@@ -408,23 +353,8 @@ fn remote_feeds_never_fail_open_and_admin_actions_reach_the_soc() -> Result<()> 
     blocked(&mut lab)?;
 
     // 5. An apply over the management API reaches the SOC as an audit message.
-    let c = |f: &str| certs.join(f).display().to_string();
     let policy_arg = policy.display().to_string();
-    let out = lab.ctl_in(
-        Side::Client,
-        &[
-            "--remote",
-            &listen,
-            "--ca",
-            &c("device-ca.pem"),
-            "--cert",
-            &c("alice.pem"),
-            "--key",
-            &c("alice.key"),
-            "apply",
-            &policy_arg,
-        ],
-    )?;
+    let out = Remote::new(certs.clone(), listen).run(&mut lab, "alice", &["apply", &policy_arg])?;
     ensure!(out.success(), "apply over the API: {out}");
     let audit = wait("audit message at the SOC", Duration::from_secs(10), || {
         let got = lab.soc().context("soc")?.alerts()?;

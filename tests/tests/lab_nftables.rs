@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail, ensure};
 use gateway_tests::lab::Side::{Client, Ded, Gw, Inet};
 use gateway_tests::lab::addr::*;
 use gateway_tests::lab::daemon::workspace_root;
-use gateway_tests::lab::mtls::{API_PORT, Remote, mint};
+use gateway_tests::lab::mtls::{API_PORT, Remote, api_args, mint};
 use gateway_tests::lab::servers::UDP_ECHO_PORT;
 use gateway_tests::lab::{EXAMPLE_POLICY, Findings, Lab, Proto};
 
@@ -183,22 +183,9 @@ fn nftables_masquerade_stateful_inbound_management_plane_and_commit_confirm() ->
         ("NOTIFY_SOCKET".into(), notify_path.clone().into()),
         ("WATCHDOG_USEC".into(), "1000000".into()),
     ]);
-    let c = |f: &str| OsString::from(certs.join(f));
-    let listen = format!("{GW_LAN_V4}:{API_PORT}");
-    lab.start_gatewayd_with(
-        EXAMPLE_POLICY,
-        &[
-            "--nftables".into(),
-            "--api-listen".into(),
-            listen.clone().into(),
-            "--api-cert".into(),
-            c("server.pem"),
-            "--api-key".into(),
-            c("server.key"),
-            "--api-client-ca".into(),
-            c("admin-ca.pem"),
-        ],
-    )?;
+    let (listen, mut args) = api_args(&certs);
+    args.insert(0, "--nftables".into());
+    lab.start_gatewayd_with(EXAMPLE_POLICY, &args)?;
     let api = Remote::new(certs.clone(), listen);
     let mut findings = Findings::default();
 

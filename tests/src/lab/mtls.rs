@@ -2,6 +2,7 @@
 //! from the LAN client with one of them.
 
 use std::{
+    ffi::OsString,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -134,6 +135,24 @@ pub fn mint(dir: &Path) -> Result<()> {
     )?;
     issue(dir, "server", "/O=Lab/CN=gw-lab", "device", "server.ext")?;
     Ok(())
+}
+
+/// Where the API listens (the gateway's lan address) and the gatewayd options that serve it with
+/// the certificates [`mint`] made in `certs`.
+pub fn api_args(certs: &Path) -> (String, Vec<OsString>) {
+    let listen = format!("{GW_LAN_V4}:{API_PORT}");
+    let c = |f: &str| OsString::from(certs.join(f));
+    let args = vec![
+        "--api-listen".into(),
+        listen.clone().into(),
+        "--api-cert".into(),
+        c("server.pem"),
+        "--api-key".into(),
+        c("server.key"),
+        "--api-client-ca".into(),
+        c("admin-ca.pem"),
+    ];
+    (listen, args)
 }
 
 /// gatewayctl --remote from the LAN client, as `who` (a certificate name in `certs`).
