@@ -933,4 +933,3 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-

@@ -29,13 +29,20 @@ pub enum BootError {
     #[error("slot {0} has no loader entry")]
     NoEntry(Slot),
     #[error("slot {slot} has {count} loader entries ({names}): remove the stale ones")]
-    SeveralEntries { slot: Slot, count: usize, names: String },
+    SeveralEntries {
+        slot: Slot,
+        count: usize,
+        names: String,
+    },
     #[error("invalid kernel command line for a loader entry (printable ASCII only)")]
     BadCmdline,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootError + '_ {
-    move |source| BootError::Io { path: path.to_owned(), source }
+    move |source| BootError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// systemd-boot's boot counter in an entry's file name.
@@ -92,7 +99,13 @@ pub fn parse_entry_name(name: &str) -> Option<(Slot, Option<Counter>)> {
             if !digits(left) || !digits(done) {
                 return None;
             }
-            (slot, Some(Counter { left: left.parse().ok()?, done: done.parse().ok()? }))
+            (
+                slot,
+                Some(Counter {
+                    left: left.parse().ok()?,
+                    done: done.parse().ok()?,
+                }),
+            )
         }
     };
     Some((slot.parse().ok()?, counter))
@@ -109,19 +122,31 @@ pub fn read_entries(esp: &Path) -> Result<Vec<Entry>, BootError> {
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(BootError::Io { path: dir, source: e }),
+        Err(e) => {
+            return Err(BootError::Io {
+                path: dir,
+                source: e,
+            });
+        }
     };
     for de in rd {
         let de = de.map_err(io_err(&dir))?;
         let name = de.file_name().to_string_lossy().into_owned();
-        let Some((slot, counter)) = parse_entry_name(&name) else { continue };
+        let Some((slot, counter)) = parse_entry_name(&name) else {
+            continue;
+        };
         let path = de.path();
         let text = fs::read_to_string(&path).map_err(io_err(&path))?;
         let version = text
             .lines()
             .filter_map(|l| l.trim().strip_prefix("version"))
             .find_map(|v| v.trim().parse().ok());
-        out.push(Entry { slot, file_name: name, counter, version });
+        out.push(Entry {
+            slot,
+            file_name: name,
+            counter,
+            version,
+        });
     }
     out.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(out)
@@ -136,7 +161,11 @@ pub fn entry_of(entries: &[Entry], slot: Slot) -> Result<Option<&Entry>, BootErr
         count => Err(BootError::SeveralEntries {
             slot,
             count,
-            names: mine.iter().map(|e| e.file_name.as_str()).collect::<Vec<_>>().join(", "),
+            names: mine
+                .iter()
+                .map(|e| e.file_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
@@ -158,7 +187,10 @@ pub fn boot_order(entries: &[Entry]) -> Vec<&Entry> {
 
 /// The kernel and initrd of a slot, relative to the ESP root (as written in the entry).
 pub fn boot_files(slot: Slot) -> (String, String) {
-    (format!("/gateway/{slot}/vmlinuz"), format!("/gateway/{slot}/initrd.img"))
+    (
+        format!("/gateway/{slot}/vmlinuz"),
+        format!("/gateway/{slot}/initrd.img"),
+    )
 }
 
 /// What goes into a slot's entry.
@@ -188,7 +220,10 @@ fn sync_dir(dir: &Path) -> Result<(), BootError> {
         Ok(()) => Ok(()),
         // vfat and some test file systems refuse fsync on a directory; the file syncs still happened
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-        Err(e) => Err(BootError::Io { path: dir.to_owned(), source: e }),
+        Err(e) => Err(BootError::Io {
+            path: dir.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -198,7 +233,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BootError> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
@@ -241,7 +278,10 @@ pub fn write_entry(esp: &Path, spec: &EntrySpec<'_>) -> Result<PathBuf, BootErro
 pub enum MarkGood {
     AlreadyGood,
     /// The counter was removed: `from` → `to`.
-    Blessed { from: String, to: String },
+    Blessed {
+        from: String,
+        to: String,
+    },
 }
 
 /// Confirms `slot` healthy: removes its boot counter so it is no longer tried but simply booted.
@@ -253,9 +293,13 @@ pub fn mark_good(esp: &Path, slot: Slot) -> Result<MarkGood, BootError> {
     }
     let dir = entries_dir(esp);
     let to = format!("{ENTRY_PREFIX}{slot}.conf");
-    fs::rename(dir.join(&entry.file_name), dir.join(&to)).map_err(io_err(&dir.join(&entry.file_name)))?;
+    fs::rename(dir.join(&entry.file_name), dir.join(&to))
+        .map_err(io_err(&dir.join(&entry.file_name)))?;
     sync_dir(&dir)?;
-    Ok(MarkGood::Blessed { from: entry.file_name.clone(), to })
+    Ok(MarkGood::Blessed {
+        from: entry.file_name.clone(),
+        to,
+    })
 }
 
 /// One slot in [`Status`].
@@ -293,7 +337,8 @@ pub fn status(esp: &Path, booted: Option<Slot>) -> Result<Status, BootError> {
     let next = boot_order(&entries).first().map(|e| e.slot);
     let mine = booted.and_then(|b| slots.iter().find(|s| s.slot == b));
     // after systemd-boot decremented a trial entry's last try it reads +0-N while that boot runs
-    let trial = mine.is_some_and(|s| matches!(s.state, SlotState::Trial { .. } | SlotState::Bad { .. }));
+    let trial =
+        mine.is_some_and(|s| matches!(s.state, SlotState::Trial { .. } | SlotState::Bad { .. }));
     let fell_back_from = booted.and_then(|b| {
         let other = slots.iter().find(|s| s.slot == b.other())?;
         let me = slots.iter().find(|s| s.slot == b)?;
@@ -302,7 +347,13 @@ pub fn status(esp: &Path, booted: Option<Slot>) -> Result<Status, BootError> {
             _ => None,
         }
     });
-    Ok(Status { booted, slots, next, trial, fell_back_from })
+    Ok(Status {
+        booted,
+        slots,
+        next,
+        trial,
+        fell_back_from,
+    })
 }
 
 #[cfg(test)]
@@ -310,18 +361,33 @@ mod tests {
     use super::*;
 
     fn spec(slot: Slot, version: u64, tries: Option<u32>) -> EntrySpec<'static> {
-        EntrySpec { slot, version, profile: "qemu-x86_64", cmdline: "ro console=ttyS0", tries }
+        EntrySpec {
+            slot,
+            version,
+            profile: "qemu-x86_64",
+            cmdline: "ro console=ttyS0",
+            tries,
+        }
     }
 
     /// What systemd-boot does to the chosen entry before starting its kernel.
     fn firmware_boots(esp: &Path) -> anyhow::Result<Slot> {
         let entries = read_entries(esp)?;
-        let first = boot_order(&entries).first().copied().cloned().ok_or_else(|| anyhow::anyhow!("no entry"))?;
+        let first = boot_order(&entries)
+            .first()
+            .copied()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no entry"))?;
         if let Some(Counter { left, done }) = first.counter
             && left > 0
         {
             let dir = esp.join(ENTRIES_DIR);
-            let to = format!("{ENTRY_PREFIX}{}+{}-{}.conf", first.slot, left - 1, done + 1);
+            let to = format!(
+                "{ENTRY_PREFIX}{}+{}-{}.conf",
+                first.slot,
+                left - 1,
+                done + 1
+            );
             fs::rename(dir.join(&first.file_name), dir.join(to))?;
         }
         Ok(first.slot)
@@ -330,8 +396,14 @@ mod tests {
     #[test]
     fn entry_names() {
         assert_eq!(parse_entry_name("gateway-a.conf"), Some((Slot::A, None)));
-        assert_eq!(parse_entry_name("gateway-b+3.conf"), Some((Slot::B, Some(Counter { left: 3, done: 0 }))));
-        assert_eq!(parse_entry_name("gateway-b+0-3.conf"), Some((Slot::B, Some(Counter { left: 0, done: 3 }))));
+        assert_eq!(
+            parse_entry_name("gateway-b+3.conf"),
+            Some((Slot::B, Some(Counter { left: 3, done: 0 })))
+        );
+        assert_eq!(
+            parse_entry_name("gateway-b+0-3.conf"),
+            Some((Slot::B, Some(Counter { left: 0, done: 3 })))
+        );
         assert_eq!(parse_entry_name("gateway-c.conf"), None);
         assert_eq!(parse_entry_name("gateway-a+x.conf"), None);
         assert_eq!(parse_entry_name("gateway-a+-1.conf"), None);
@@ -349,7 +421,10 @@ mod tests {
         let st = status(esp.path(), Some(Slot::B))?;
         assert!(st.trial);
         assert_eq!(st.slots[1].state, SlotState::Trial { left: 2, done: 1 });
-        assert!(matches!(mark_good(esp.path(), Slot::B)?, MarkGood::Blessed { .. }));
+        assert!(matches!(
+            mark_good(esp.path(), Slot::B)?,
+            MarkGood::Blessed { .. }
+        ));
         assert_eq!(mark_good(esp.path(), Slot::B)?, MarkGood::AlreadyGood);
         for _ in 0..5 {
             assert_eq!(firmware_boots(esp.path())?, Slot::B);
@@ -397,7 +472,9 @@ mod tests {
         let esp = tempfile::tempdir()?;
         let p = write_entry(esp.path(), &spec(Slot::B, 9, Some(3)))?;
         let text = fs::read_to_string(&p)?;
-        assert!(text.contains("options    root=PARTLABEL=root-b gateway.slot=b ro console=ttyS0\n"));
+        assert!(
+            text.contains("options    root=PARTLABEL=root-b gateway.slot=b ro console=ttyS0\n")
+        );
         assert!(text.contains("linux      /gateway/b/vmlinuz\n"));
         assert!(text.contains("version    9\n"));
         // rewriting replaces, never duplicates
@@ -405,12 +482,24 @@ mod tests {
         let entries = read_entries(esp.path())?;
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].version, Some(10));
-        fs::write(esp.path().join(ENTRIES_DIR).join("gateway-b+1.conf"), "version 1\n")?;
-        assert!(matches!(mark_good(esp.path(), Slot::B), Err(BootError::SeveralEntries { .. })));
-        assert!(matches!(mark_good(esp.path(), Slot::A), Err(BootError::NoEntry(Slot::A))));
+        fs::write(
+            esp.path().join(ENTRIES_DIR).join("gateway-b+1.conf"),
+            "version 1\n",
+        )?;
+        assert!(matches!(
+            mark_good(esp.path(), Slot::B),
+            Err(BootError::SeveralEntries { .. })
+        ));
+        assert!(matches!(
+            mark_good(esp.path(), Slot::A),
+            Err(BootError::NoEntry(Slot::A))
+        ));
         let mut bad = spec(Slot::A, 1, None);
         bad.cmdline = "x\ny";
-        assert!(matches!(write_entry(esp.path(), &bad), Err(BootError::BadCmdline)));
+        assert!(matches!(
+            write_entry(esp.path(), &bad),
+            Err(BootError::BadCmdline)
+        ));
         Ok(())
     }
 }

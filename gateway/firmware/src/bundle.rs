@@ -112,7 +112,9 @@ pub enum BundleError {
     },
     #[error("not a gateway update bundle (bad magic)")]
     BadMagic,
-    #[error("bundle format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "bundle format version {0} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     UnsupportedFormat(u16),
     #[error("bundle header length {0} is out of range")]
     HeaderLength(u32),
@@ -126,10 +128,18 @@ pub enum BundleError {
     WrongArch { bundle: String, expected: String },
     #[error("bundle is for hardware profile {bundle}, this box is {expected}: refusing the bundle")]
     WrongProfile { bundle: String, expected: String },
-    #[error("bundle version {bundle} is not newer than the installed firmware {installed}: refusing the bundle")]
+    #[error(
+        "bundle version {bundle} is not newer than the installed firmware {installed}: refusing the bundle"
+    )]
     NotNewer { bundle: u64, installed: u64 },
-    #[error("bundle {part} digest mismatch (expected {expected}, got {actual}): the payload is corrupt or was changed")]
-    DigestMismatch { part: PartKind, expected: String, actual: String },
+    #[error(
+        "bundle {part} digest mismatch (expected {expected}, got {actual}): the payload is corrupt or was changed"
+    )]
+    DigestMismatch {
+        part: PartKind,
+        expected: String,
+        actual: String,
+    },
     #[error("bundle has {0} bytes after the payload")]
     TrailingData(u64),
     #[error("bundle has no {0} part")]
@@ -139,11 +149,17 @@ pub enum BundleError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
-    move |source| BundleError::Io { path: path.to_owned(), source }
+    move |source| BundleError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn valid_profile(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !p.is_empty()
+        && p.len() <= 64
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn valid_cmdline(c: &str) -> bool {
@@ -159,10 +175,14 @@ impl Header {
             return Err(BundleError::InvalidField("arch is not x86_64 or aarch64"));
         }
         if !valid_profile(&self.profile) {
-            return Err(BundleError::InvalidField("profile must be 1-64 characters of [A-Za-z0-9._-]"));
+            return Err(BundleError::InvalidField(
+                "profile must be 1-64 characters of [A-Za-z0-9._-]",
+            ));
         }
         if !valid_cmdline(&self.cmdline) {
-            return Err(BundleError::InvalidField("cmdline must be at most 2048 printable ASCII characters"));
+            return Err(BundleError::InvalidField(
+                "cmdline must be at most 2048 printable ASCII characters",
+            ));
         }
         for kind in PartKind::ALL {
             match self.parts.iter().filter(|p| p.kind == kind).count() {
@@ -184,16 +204,19 @@ impl Header {
         b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         b.extend_from_slice(&[0; 4]); // header length, patched below
         for s in [&self.arch, &self.profile] {
-            let len = u8::try_from(s.len()).map_err(|_| BundleError::InvalidField("string too long"))?;
+            let len =
+                u8::try_from(s.len()).map_err(|_| BundleError::InvalidField("string too long"))?;
             b.push(len);
             b.extend_from_slice(s.as_bytes());
         }
         b.extend_from_slice(&self.version.to_le_bytes());
         b.extend_from_slice(&self.created.to_le_bytes());
-        let len = u16::try_from(self.cmdline.len()).map_err(|_| BundleError::InvalidField("cmdline too long"))?;
+        let len = u16::try_from(self.cmdline.len())
+            .map_err(|_| BundleError::InvalidField("cmdline too long"))?;
         b.extend_from_slice(&len.to_le_bytes());
         b.extend_from_slice(self.cmdline.as_bytes());
-        let count = u8::try_from(self.parts.len()).map_err(|_| BundleError::InvalidField("too many parts"))?;
+        let count = u8::try_from(self.parts.len())
+            .map_err(|_| BundleError::InvalidField("too many parts"))?;
         b.push(count);
         for p in &self.parts {
             b.push(p.kind.code());
@@ -201,7 +224,8 @@ impl Header {
             b.extend_from_slice(&p.sha256);
         }
         b.extend_from_slice(&self.payload_sha256);
-        let total = u32::try_from(b.len()).map_err(|_| BundleError::InvalidField("header too long"))?;
+        let total =
+            u32::try_from(b.len()).map_err(|_| BundleError::InvalidField("header too long"))?;
         if total > MAX_HEADER_LEN {
             return Err(BundleError::HeaderLength(total));
         }
@@ -232,16 +256,27 @@ impl Header {
         let count = c.u8("part count")?;
         let mut parts = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
-            let kind = PartKind::from_code(c.u8("part kind")?).ok_or(BundleError::Malformed("unknown part kind"))?;
+            let kind = PartKind::from_code(c.u8("part kind")?)
+                .ok_or(BundleError::Malformed("unknown part kind"))?;
             let size = c.u64("part size")?;
             let sha256 = c.array32("part digest")?;
             parts.push(Part { kind, size, sha256 });
         }
         let payload_sha256 = c.array32("payload digest")?;
         if c.pos != bytes.len() {
-            return Err(BundleError::Malformed("bytes left over after the payload digest"));
+            return Err(BundleError::Malformed(
+                "bytes left over after the payload digest",
+            ));
         }
-        let h = Header { arch, profile, version, created, cmdline, parts, payload_sha256 };
+        let h = Header {
+            arch,
+            profile,
+            version,
+            created,
+            cmdline,
+            parts,
+            payload_sha256,
+        };
         h.validate()?;
         Ok(h)
     }
@@ -261,7 +296,9 @@ impl Header {
             if p.kind == kind {
                 return Ok((p, offset));
             }
-            offset = offset.checked_add(p.size).ok_or(BundleError::Malformed("payload length overflows"))?;
+            offset = offset
+                .checked_add(p.size)
+                .ok_or(BundleError::Malformed("payload length overflows"))?;
         }
         Err(BundleError::MissingPart(kind))
     }
@@ -275,8 +312,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BundleError> {
-        let end = self.pos.checked_add(n).ok_or(BundleError::Malformed(what))?;
-        let s = self.buf.get(self.pos..end).ok_or(BundleError::Truncated(what))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(BundleError::Malformed(what))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(BundleError::Truncated(what))?;
         self.pos = end;
         Ok(s)
     }
@@ -346,7 +389,11 @@ fn hash_copy(mut r: impl Read, mut w: Option<&mut dyn Write>) -> io::Result<([u8
 
 /// Builds and signs a bundle at `out` (written to `out.tmp`, then renamed).
 pub fn create(spec: &CreateSpec<'_>, key: &SigningKey, out: &Path) -> Result<Header, BundleError> {
-    let inputs = [(PartKind::Rootfs, spec.rootfs), (PartKind::Kernel, spec.kernel), (PartKind::Initrd, spec.initrd)];
+    let inputs = [
+        (PartKind::Rootfs, spec.rootfs),
+        (PartKind::Kernel, spec.kernel),
+        (PartKind::Initrd, spec.initrd),
+    ];
     let mut parts = Vec::new();
     let mut payload = Sha256::new();
     for (kind, path) in inputs {
@@ -381,15 +428,28 @@ pub fn create(spec: &CreateSpec<'_>, key: &SigningKey, out: &Path) -> Result<Hea
         for (_, path) in inputs {
             io::copy(&mut File::open(path)?, &mut w)?;
         }
-        w.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+        w.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()?;
         std::fs::rename(&tmp, out)
     })();
     if let Err(source) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(BundleError::Io { path: out.to_owned(), source });
+        return Err(BundleError::Io {
+            path: out.to_owned(),
+            source,
+        });
     }
     // the inputs might have changed while we copied them: check the result like any other bundle
-    let check = verify(out, &key.verifying_key(), &Expect { arch: spec.arch, profile: spec.profile, installed_version: None });
+    let check = verify(
+        out,
+        &key.verifying_key(),
+        &Expect {
+            arch: spec.arch,
+            profile: spec.profile,
+            installed_version: None,
+        },
+    );
     if let Err(e) = check {
         let _ = std::fs::remove_file(out);
         return Err(e);
@@ -429,7 +489,12 @@ pub struct VerifiedBundle {
 }
 
 /// Reads and checks the signed header only (signature, arch, profile, version), not the payload.
-fn read_header(file: &mut File, path: &Path, key: &VerifyingKey, expect: &Expect<'_>) -> Result<(Header, u64), BundleError> {
+fn read_header(
+    file: &mut File,
+    path: &Path,
+    key: &VerifyingKey,
+    expect: &Expect<'_>,
+) -> Result<(Header, u64), BundleError> {
     let mut prefix = [0u8; FIXED_PREFIX_LEN];
     read_exact_or(file, &mut prefix, path, "header")?;
     if prefix[..8] != MAGIC {
@@ -450,50 +515,81 @@ fn read_header(file: &mut File, path: &Path, key: &VerifyingKey, expect: &Expect
     let mut sig = [0u8; SIGNATURE_LEN];
     read_exact_or(file, &mut sig, path, "signature")?;
     // 1. the signature, before any field is believed
-    key.verify(&header_bytes, &Signature::from_bytes(&sig)).map_err(BundleError::BadSignature)?;
+    key.verify(&header_bytes, &Signature::from_bytes(&sig))
+        .map_err(BundleError::BadSignature)?;
     // 2. the (now authentic) fields
     let header = Header::decode(&header_bytes)?;
     if header.arch != expect.arch {
-        return Err(BundleError::WrongArch { bundle: header.arch, expected: expect.arch.to_owned() });
+        return Err(BundleError::WrongArch {
+            bundle: header.arch,
+            expected: expect.arch.to_owned(),
+        });
     }
     if header.profile != expect.profile {
-        return Err(BundleError::WrongProfile { bundle: header.profile, expected: expect.profile.to_owned() });
+        return Err(BundleError::WrongProfile {
+            bundle: header.profile,
+            expected: expect.profile.to_owned(),
+        });
     }
     if let Some(installed) = expect.installed_version
         && header.version <= installed
     {
-        return Err(BundleError::NotNewer { bundle: header.version, installed });
+        return Err(BundleError::NotNewer {
+            bundle: header.version,
+            installed,
+        });
     }
     Ok((header, u64::from(len) + SIGNATURE_LEN as u64))
 }
 
-fn read_exact_or(file: &mut File, buf: &mut [u8], path: &Path, what: &'static str) -> Result<(), BundleError> {
+fn read_exact_or(
+    file: &mut File,
+    buf: &mut [u8],
+    path: &Path,
+    what: &'static str,
+) -> Result<(), BundleError> {
     file.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => BundleError::Truncated(what),
-        _ => BundleError::Io { path: path.to_owned(), source: e },
+        _ => BundleError::Io {
+            path: path.to_owned(),
+            source: e,
+        },
     })
 }
 
 /// Verifies the whole bundle: signature, arch, profile, version, every part's digest, the payload digest,
 /// and that nothing follows the payload. Nothing is written anywhere.
-pub fn verify(path: &Path, key: &VerifyingKey, expect: &Expect<'_>) -> Result<VerifiedBundle, BundleError> {
+pub fn verify(
+    path: &Path,
+    key: &VerifyingKey,
+    expect: &Expect<'_>,
+) -> Result<VerifiedBundle, BundleError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let (header, payload_offset) = read_header(&mut file, path, key, expect)?;
     let mut payload = Sha256::new();
     let mut reader = BufReader::with_capacity(1 << 20, &mut file);
     for part in &header.parts {
         let mut w = DigestWriter(&mut payload);
-        let (digest, n) = hash_copy((&mut reader).take(part.size), Some(&mut w)).map_err(io_err(path))?;
+        let (digest, n) =
+            hash_copy((&mut reader).take(part.size), Some(&mut w)).map_err(io_err(path))?;
         if n != part.size {
             return Err(BundleError::Truncated("payload"));
         }
         if digest != part.sha256 {
-            return Err(BundleError::DigestMismatch { part: part.kind, expected: hex(&part.sha256), actual: hex(&digest) });
+            return Err(BundleError::DigestMismatch {
+                part: part.kind,
+                expected: hex(&part.sha256),
+                actual: hex(&digest),
+            });
         }
     }
     let digest: [u8; 32] = payload.finalize().into();
     if digest != header.payload_sha256 {
-        return Err(BundleError::DigestMismatch { part: PartKind::Rootfs, expected: hex(&header.payload_sha256), actual: hex(&digest) });
+        return Err(BundleError::DigestMismatch {
+            part: PartKind::Rootfs,
+            expected: hex(&header.payload_sha256),
+            actual: hex(&digest),
+        });
     }
     let mut rest = [0u8; 1];
     let extra = reader.read(&mut rest).map_err(io_err(path))?;
@@ -502,7 +598,11 @@ pub fn verify(path: &Path, key: &VerifyingKey, expect: &Expect<'_>) -> Result<Ve
         let used = payload_offset + header.payload_len()?;
         return Err(BundleError::TrailingData(end.saturating_sub(used)));
     }
-    Ok(VerifiedBundle { path: path.to_owned(), header, payload_offset })
+    Ok(VerifiedBundle {
+        path: path.to_owned(),
+        header,
+        payload_offset,
+    })
 }
 
 /// Reads the header WITHOUT checking anything but its structure: for `bundle info` only.
@@ -529,14 +629,22 @@ impl VerifiedBundle {
     pub fn copy_part(&self, kind: PartKind, w: &mut dyn Write) -> Result<u64, BundleError> {
         let (part, offset) = self.header.part(kind)?;
         let mut file = File::open(&self.path).map_err(io_err(&self.path))?;
-        file.seek(SeekFrom::Start(self.payload_offset + offset)).map_err(io_err(&self.path))?;
-        let (digest, n) = hash_copy(BufReader::with_capacity(1 << 20, file).take(part.size), Some(w))
+        file.seek(SeekFrom::Start(self.payload_offset + offset))
             .map_err(io_err(&self.path))?;
+        let (digest, n) = hash_copy(
+            BufReader::with_capacity(1 << 20, file).take(part.size),
+            Some(w),
+        )
+        .map_err(io_err(&self.path))?;
         if n != part.size {
             return Err(BundleError::Truncated("payload"));
         }
         if digest != part.sha256 {
-            return Err(BundleError::DigestMismatch { part: kind, expected: hex(&part.sha256), actual: hex(&digest) });
+            return Err(BundleError::DigestMismatch {
+                part: kind,
+                expected: hex(&part.sha256),
+                actual: hex(&digest),
+            });
         }
         Ok(n)
     }
@@ -558,10 +666,19 @@ pub(crate) mod tests {
             std::fs::write(dir.path().join("rootfs"), vec![0x5au8; 300_000])?;
             std::fs::write(dir.path().join("kernel"), b"MZ kernel image")?;
             std::fs::write(dir.path().join("initrd"), b"initrd bytes")?;
-            Ok(Fixture { dir, key: keys::generate()? })
+            Ok(Fixture {
+                dir,
+                key: keys::generate()?,
+            })
         }
 
-        pub fn bundle(&self, name: &str, arch: &str, profile: &str, version: u64) -> anyhow::Result<PathBuf> {
+        pub fn bundle(
+            &self,
+            name: &str,
+            arch: &str,
+            profile: &str,
+            version: u64,
+        ) -> anyhow::Result<PathBuf> {
             let d = self.dir.path();
             let out = d.join(name);
             create(
@@ -583,7 +700,11 @@ pub(crate) mod tests {
     }
 
     fn expect(installed: Option<u64>) -> Expect<'static> {
-        Expect { arch: "x86_64", profile: "qemu-x86_64", installed_version: installed }
+        Expect {
+            arch: "x86_64",
+            profile: "qemu-x86_64",
+            installed_version: installed,
+        }
     }
 
     #[test]
@@ -605,7 +726,10 @@ pub(crate) mod tests {
         let fx = Fixture::new()?;
         let b = fx.bundle("ok.gwb", "x86_64", "qemu-x86_64", 7)?;
         let other = keys::generate()?;
-        assert!(matches!(verify(&b, &other.verifying_key(), &expect(None)), Err(BundleError::BadSignature(_))));
+        assert!(matches!(
+            verify(&b, &other.verifying_key(), &expect(None)),
+            Err(BundleError::BadSignature(_))
+        ));
         Ok(())
     }
 
@@ -618,7 +742,10 @@ pub(crate) mod tests {
         let at = 14 + 1 + 6 + 1 + "qemu-x86_64".len();
         bytes[at] ^= 0x80;
         std::fs::write(&b, &bytes)?;
-        assert!(matches!(verify(&b, &fx.key.verifying_key(), &expect(None)), Err(BundleError::BadSignature(_))));
+        assert!(matches!(
+            verify(&b, &fx.key.verifying_key(), &expect(None)),
+            Err(BundleError::BadSignature(_))
+        ));
         Ok(())
     }
 
@@ -632,7 +759,10 @@ pub(crate) mod tests {
         std::fs::write(&b, &bytes)?;
         assert!(matches!(
             verify(&b, &fx.key.verifying_key(), &expect(None)),
-            Err(BundleError::DigestMismatch { part: PartKind::Rootfs, .. })
+            Err(BundleError::DigestMismatch {
+                part: PartKind::Rootfs,
+                ..
+            })
         ));
         Ok(())
     }
@@ -642,12 +772,27 @@ pub(crate) mod tests {
         let fx = Fixture::new()?;
         let vk = fx.key.verifying_key();
         let arm = fx.bundle("arm.gwb", "aarch64", "qemu-x86_64", 7)?;
-        assert!(matches!(verify(&arm, &vk, &expect(None)), Err(BundleError::WrongArch { .. })));
+        assert!(matches!(
+            verify(&arm, &vk, &expect(None)),
+            Err(BundleError::WrongArch { .. })
+        ));
         let other = fx.bundle("other.gwb", "x86_64", "minipc-i226", 7)?;
-        assert!(matches!(verify(&other, &vk, &expect(None)), Err(BundleError::WrongProfile { .. })));
+        assert!(matches!(
+            verify(&other, &vk, &expect(None)),
+            Err(BundleError::WrongProfile { .. })
+        ));
         let b = fx.bundle("ok.gwb", "x86_64", "qemu-x86_64", 7)?;
-        assert!(matches!(verify(&b, &vk, &expect(Some(7))), Err(BundleError::NotNewer { bundle: 7, installed: 7 })));
-        assert!(matches!(verify(&b, &vk, &expect(Some(8))), Err(BundleError::NotNewer { .. })));
+        assert!(matches!(
+            verify(&b, &vk, &expect(Some(7))),
+            Err(BundleError::NotNewer {
+                bundle: 7,
+                installed: 7
+            })
+        ));
+        assert!(matches!(
+            verify(&b, &vk, &expect(Some(8))),
+            Err(BundleError::NotNewer { .. })
+        ));
         Ok(())
     }
 
@@ -659,27 +804,49 @@ pub(crate) mod tests {
         let bytes = std::fs::read(&b)?;
         let t = fx.dir.path().join("t.gwb");
         std::fs::write(&t, &bytes[..bytes.len() - 1])?;
-        assert!(matches!(verify(&t, &vk, &expect(None)), Err(BundleError::Truncated(_))));
+        assert!(matches!(
+            verify(&t, &vk, &expect(None)),
+            Err(BundleError::Truncated(_))
+        ));
         let mut longer = bytes.clone();
         longer.extend_from_slice(b"xyz");
         std::fs::write(&t, &longer)?;
-        assert!(matches!(verify(&t, &vk, &expect(None)), Err(BundleError::TrailingData(3))));
+        assert!(matches!(
+            verify(&t, &vk, &expect(None)),
+            Err(BundleError::TrailingData(3))
+        ));
         std::fs::write(&t, b"not a bundle at all, just text")?;
-        assert!(matches!(verify(&t, &vk, &expect(None)), Err(BundleError::BadMagic)));
+        assert!(matches!(
+            verify(&t, &vk, &expect(None)),
+            Err(BundleError::BadMagic)
+        ));
         let mut huge = bytes[..14].to_vec();
         huge[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&t, &huge)?;
-        assert!(matches!(verify(&t, &vk, &expect(None)), Err(BundleError::HeaderLength(_))));
+        assert!(matches!(
+            verify(&t, &vk, &expect(None)),
+            Err(BundleError::HeaderLength(_))
+        ));
         let mut fmt = bytes.clone();
         fmt[8] = 9;
         std::fs::write(&t, &fmt)?;
-        assert!(matches!(verify(&t, &vk, &expect(None)), Err(BundleError::UnsupportedFormat(9))));
+        assert!(matches!(
+            verify(&t, &vk, &expect(None)),
+            Err(BundleError::UnsupportedFormat(9))
+        ));
         Ok(())
     }
 
     #[test]
     fn header_roundtrip_and_field_rules() -> anyhow::Result<()> {
-        let parts = PartKind::ALL.iter().map(|&kind| Part { kind, size: 3, sha256: [7; 32] }).collect();
+        let parts = PartKind::ALL
+            .iter()
+            .map(|&kind| Part {
+                kind,
+                size: 3,
+                sha256: [7; 32],
+            })
+            .collect();
         let h = Header {
             arch: "aarch64".into(),
             profile: "board-2p".into(),
@@ -698,7 +865,10 @@ pub(crate) mod tests {
         assert!(matches!(bad.encode(), Err(BundleError::InvalidField(_))));
         let mut bad = h.clone();
         bad.parts.pop();
-        assert!(matches!(bad.encode(), Err(BundleError::MissingPart(PartKind::Initrd))));
+        assert!(matches!(
+            bad.encode(),
+            Err(BundleError::MissingPart(PartKind::Initrd))
+        ));
         // every truncation of a valid header is an error, never a panic
         let bytes = h.encode()?;
         for n in 0..bytes.len() {

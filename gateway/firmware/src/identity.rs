@@ -34,7 +34,10 @@ pub enum IdentityError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io { path: path.to_owned(), source }
+    move |source| IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 #[derive(Debug)]
@@ -65,8 +68,12 @@ impl Identity {
         let path = dir.join(KEY_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let seed = unhex::<32>(text.trim()).ok_or_else(|| IdentityError::Format { path: path.clone() })?;
-                let id = Identity { key: SigningKey::from_bytes(&seed), created: false };
+                let seed = unhex::<32>(text.trim())
+                    .ok_or_else(|| IdentityError::Format { path: path.clone() })?;
+                let id = Identity {
+                    key: SigningKey::from_bytes(&seed),
+                    created: false,
+                };
                 id.write_public(dir)?; // cheap, and repairs a lost .pub
                 Ok(id)
             }
@@ -83,7 +90,9 @@ impl Identity {
                     .mode(0o600)
                     .open(&tmp)
                     .map_err(io_err(&tmp))?;
-                writeln!(f, "{}", hex(key.as_bytes())).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+                writeln!(f, "{}", hex(key.as_bytes()))
+                    .and_then(|()| f.sync_all())
+                    .map_err(io_err(&tmp))?;
                 fs::rename(&tmp, &path).map_err(io_err(&path))?;
                 let id = Identity { key, created: true };
                 id.write_public(dir)?;
@@ -108,7 +117,10 @@ impl Identity {
 
     /// `ssh-ed25519 AAAA... comment\n`
     pub fn public_openssh(&self, comment: &str) -> String {
-        format!("ssh-ed25519 {} {comment}\n", base64(&ssh_blob(&self.verifying_key()), true))
+        format!(
+            "ssh-ed25519 {} {comment}\n",
+            base64(&ssh_blob(&self.verifying_key()), true)
+        )
     }
 
     pub fn fingerprint(&self) -> String {
@@ -129,10 +141,19 @@ mod tests {
         assert!(!again.created);
         assert_eq!(first.fingerprint(), again.fingerprint());
         let mode = fs::metadata(dir.path().join(KEY_FILE))?.permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
-        assert!(fs::read_to_string(dir.path().join(PUB_FILE))?.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"));
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        assert!(
+            fs::read_to_string(dir.path().join(PUB_FILE))?
+                .starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI")
+        );
         fs::write(dir.path().join(KEY_FILE), "garbage")?;
-        assert!(matches!(Identity::load_or_create(dir.path()), Err(IdentityError::Format { .. })));
+        assert!(matches!(
+            Identity::load_or_create(dir.path()),
+            Err(IdentityError::Format { .. })
+        ));
         Ok(())
     }
 
@@ -143,7 +164,10 @@ mod tests {
         let pk = unhex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
             .ok_or_else(|| anyhow::anyhow!("hex"))?;
         let vk = VerifyingKey::from_bytes(&pk)?;
-        assert_eq!(base64(&ssh_blob(&vk), true), "AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea");
+        assert_eq!(
+            base64(&ssh_blob(&vk), true),
+            "AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea"
+        );
         assert_eq!(fingerprint(&vk), EXPECTED_FP);
         Ok(())
     }

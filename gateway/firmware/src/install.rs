@@ -31,11 +31,18 @@ pub enum InstallError {
     #[error("slot {slot} is the running system: an update is only written to the other slot")]
     RunningSlot { slot: Slot },
     #[error("{device}: the root filesystem ({need} bytes) does not fit the slot ({have} bytes)")]
-    SlotTooSmall { device: PathBuf, need: u64, have: u64 },
+    SlotTooSmall {
+        device: PathBuf,
+        need: u64,
+        have: u64,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InstallError + '_ {
-    move |source| InstallError::Io { path: path.to_owned(), source }
+    move |source| InstallError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where to install.
@@ -74,19 +81,34 @@ pub fn install(bundle: &VerifiedBundle, target: &Target<'_>) -> Result<Report, I
 
     // 3. the root filesystem
     let meta = fs::metadata(target.device);
-    let is_block = meta.as_ref().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let is_block = meta
+        .as_ref()
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
     let mut dev = if is_block {
-        OpenOptions::new().write(true).open(target.device).map_err(io_err(target.device))?
+        OpenOptions::new()
+            .write(true)
+            .open(target.device)
+            .map_err(io_err(target.device))?
     } else {
         // a plain file stands for the partition (tests, or a slot image to flash later)
-        OpenOptions::new().write(true).create(true).truncate(true).open(target.device).map_err(io_err(target.device))?
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(target.device)
+            .map_err(io_err(target.device))?
     };
     if is_block {
         let have = dev.seek(SeekFrom::End(0)).map_err(io_err(target.device))?;
         if have < rootfs.size {
-            return Err(InstallError::SlotTooSmall { device: target.device.to_owned(), need: rootfs.size, have });
+            return Err(InstallError::SlotTooSmall {
+                device: target.device.to_owned(),
+                need: rootfs.size,
+                have,
+            });
         }
-        dev.seek(SeekFrom::Start(0)).map_err(io_err(target.device))?;
+        dev.seek(SeekFrom::Start(0))
+            .map_err(io_err(target.device))?;
     }
     let mut w = io::BufWriter::with_capacity(1 << 20, &mut dev);
     let written = bundle.copy_part(PartKind::Rootfs, &mut w)?;
@@ -122,9 +144,20 @@ pub fn install(bundle: &VerifiedBundle, target: &Target<'_>) -> Result<Report, I
     // 5. the entry, on trial
     let entry = boot::write_entry(
         target.esp,
-        &EntrySpec { slot: target.slot, version: h.version, profile: &h.profile, cmdline: &h.cmdline, tries: Some(target.tries) },
+        &EntrySpec {
+            slot: target.slot,
+            version: h.version,
+            profile: &h.profile,
+            cmdline: &h.cmdline,
+            tries: Some(target.tries),
+        },
     )?;
-    Ok(Report { slot: target.slot, version: h.version, rootfs_bytes: written, entry })
+    Ok(Report {
+        slot: target.slot,
+        version: h.version,
+        rootfs_bytes: written,
+        entry,
+    })
 }
 
 #[cfg(test)]
@@ -138,11 +171,37 @@ mod tests {
     fn install_writes_the_inactive_slot_and_puts_it_on_trial() -> anyhow::Result<()> {
         let fx = Fixture::new()?;
         let b = fx.bundle("u.gwb", "x86_64", "qemu-x86_64", 5)?;
-        let v = verify(&b, &fx.key.verifying_key(), &Expect { arch: "x86_64", profile: "qemu-x86_64", installed_version: Some(4) })?;
+        let v = verify(
+            &b,
+            &fx.key.verifying_key(),
+            &Expect {
+                arch: "x86_64",
+                profile: "qemu-x86_64",
+                installed_version: Some(4),
+            },
+        )?;
         let esp = fx.dir.path().join("esp");
-        boot::write_entry(&esp, &EntrySpec { slot: Slot::A, version: 4, profile: "qemu-x86_64", cmdline: "ro", tries: None })?;
+        boot::write_entry(
+            &esp,
+            &EntrySpec {
+                slot: Slot::A,
+                version: 4,
+                profile: "qemu-x86_64",
+                cmdline: "ro",
+                tries: None,
+            },
+        )?;
         let dev = fx.dir.path().join("root-b.img");
-        let r = install(&v, &Target { esp: &esp, slot: Slot::B, device: &dev, booted: Some(Slot::A), tries: 3 })?;
+        let r = install(
+            &v,
+            &Target {
+                esp: &esp,
+                slot: Slot::B,
+                device: &dev,
+                booted: Some(Slot::A),
+                tries: 3,
+            },
+        )?;
         assert_eq!(r.rootfs_bytes, 300_000);
         assert_eq!(fs::read(&dev)?, fs::read(fx.dir.path().join("rootfs"))?);
         assert_eq!(fs::read(esp.join("gateway/b/vmlinuz"))?, b"MZ kernel image");
@@ -159,11 +218,31 @@ mod tests {
     fn the_running_slot_is_never_written() -> anyhow::Result<()> {
         let fx = Fixture::new()?;
         let b = fx.bundle("u.gwb", "x86_64", "qemu-x86_64", 5)?;
-        let v = verify(&b, &fx.key.verifying_key(), &Expect { arch: "x86_64", profile: "qemu-x86_64", installed_version: None })?;
+        let v = verify(
+            &b,
+            &fx.key.verifying_key(),
+            &Expect {
+                arch: "x86_64",
+                profile: "qemu-x86_64",
+                installed_version: None,
+            },
+        )?;
         let esp = fx.dir.path().join("esp");
         let dev = fx.dir.path().join("root-a.img");
-        let r = install(&v, &Target { esp: &esp, slot: Slot::A, device: &dev, booted: Some(Slot::A), tries: 3 });
-        assert!(matches!(r, Err(InstallError::RunningSlot { slot: Slot::A })));
+        let r = install(
+            &v,
+            &Target {
+                esp: &esp,
+                slot: Slot::A,
+                device: &dev,
+                booted: Some(Slot::A),
+                tries: 3,
+            },
+        );
+        assert!(matches!(
+            r,
+            Err(InstallError::RunningSlot { slot: Slot::A })
+        ));
         assert!(!dev.exists());
         Ok(())
     }
@@ -172,19 +251,51 @@ mod tests {
     fn a_bundle_changed_after_verification_leaves_the_slot_unbootable() -> anyhow::Result<()> {
         let fx = Fixture::new()?;
         let b = fx.bundle("u.gwb", "x86_64", "qemu-x86_64", 5)?;
-        let v = verify(&b, &fx.key.verifying_key(), &Expect { arch: "x86_64", profile: "qemu-x86_64", installed_version: None })?;
+        let v = verify(
+            &b,
+            &fx.key.verifying_key(),
+            &Expect {
+                arch: "x86_64",
+                profile: "qemu-x86_64",
+                installed_version: None,
+            },
+        )?;
         let esp = fx.dir.path().join("esp");
-        boot::write_entry(&esp, &EntrySpec { slot: Slot::B, version: 3, profile: "qemu-x86_64", cmdline: "ro", tries: None })?;
+        boot::write_entry(
+            &esp,
+            &EntrySpec {
+                slot: Slot::B,
+                version: 3,
+                profile: "qemu-x86_64",
+                cmdline: "ro",
+                tries: None,
+            },
+        )?;
         // swap a payload byte behind the verifier's back
         let mut bytes = fs::read(&b)?;
         let n = bytes.len();
         bytes[n - 100_000] ^= 0xff;
         fs::write(&b, &bytes)?;
         let dev = fx.dir.path().join("root-b.img");
-        let r = install(&v, &Target { esp: &esp, slot: Slot::B, device: &dev, booted: Some(Slot::A), tries: 3 });
-        assert!(matches!(r, Err(InstallError::Bundle(BundleError::DigestMismatch { .. }))));
+        let r = install(
+            &v,
+            &Target {
+                esp: &esp,
+                slot: Slot::B,
+                device: &dev,
+                booted: Some(Slot::A),
+                tries: 3,
+            },
+        );
+        assert!(matches!(
+            r,
+            Err(InstallError::Bundle(BundleError::DigestMismatch { .. }))
+        ));
         // the old b entry is gone and no new one was written: nothing boots the torn slot
-        assert_eq!(status(&esp, Some(Slot::A))?.slots[1].state, SlotState::Absent);
+        assert_eq!(
+            status(&esp, Some(Slot::A))?.slots[1].state,
+            SlotState::Absent
+        );
         Ok(())
     }
 }

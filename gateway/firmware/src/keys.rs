@@ -35,7 +35,10 @@ pub enum KeyError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_owned(), source }
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// A new signing key from the operating system's random source.
@@ -60,17 +63,30 @@ pub fn write_keypair(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
         .mode(0o600)
         .open(path)
         .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => KeyError::Exists { path: path.to_owned() },
-            _ => KeyError::Io { path: path.to_owned(), source },
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
+            _ => KeyError::Io {
+                path: path.to_owned(),
+                source,
+            },
         })?;
-    writeln!(f, "{}", hex(key.as_bytes())).and_then(|()| f.sync_all()).map_err(io_err(path))?;
+    writeln!(f, "{}", hex(key.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(path))?;
     let pub_path = public_path(path);
-    fs::write(&pub_path, format!("{}\n", hex(key.verifying_key().as_bytes()))).map_err(io_err(&pub_path))
+    fs::write(
+        &pub_path,
+        format!("{}\n", hex(key.verifying_key().as_bytes())),
+    )
+    .map_err(io_err(&pub_path))
 }
 
 fn read_hex32(path: &Path) -> Result<[u8; 32], KeyError> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
-    unhex::<32>(text.trim()).ok_or_else(|| KeyError::Format { path: path.to_owned() })
+    unhex::<32>(text.trim()).ok_or_else(|| KeyError::Format {
+        path: path.to_owned(),
+    })
 }
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
@@ -79,7 +95,10 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
 
 pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     let bytes = read_hex32(path)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|source| KeyError::BadPublicKey { path: path.to_owned(), source })
+    VerifyingKey::from_bytes(&bytes).map_err(|source| KeyError::BadPublicKey {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -93,12 +112,24 @@ mod tests {
         let key = generate()?;
         write_keypair(&path, &key)?;
         assert_eq!(read_signing_key(&path)?.as_bytes(), key.as_bytes());
-        assert_eq!(read_verifying_key(&public_path(&path))?, key.verifying_key());
+        assert_eq!(
+            read_verifying_key(&public_path(&path))?,
+            key.verifying_key()
+        );
         let mode = fs::metadata(&path)?.permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
-        assert!(matches!(write_keypair(&path, &generate()?), Err(KeyError::Exists { .. })));
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            write_keypair(&path, &generate()?),
+            Err(KeyError::Exists { .. })
+        ));
         fs::write(&path, "zz\n")?;
-        assert!(matches!(read_signing_key(&path), Err(KeyError::Format { .. })));
+        assert!(matches!(
+            read_signing_key(&path),
+            Err(KeyError::Format { .. })
+        ));
         Ok(())
     }
 }

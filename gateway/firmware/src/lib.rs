@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn booted_slot_is_read_from_the_command_line() {
-        assert_eq!(booted_slot_from_cmdline("root=PARTLABEL=root-b ro gateway.slot=b quiet\n"), Some(Slot::B));
+        assert_eq!(
+            booted_slot_from_cmdline("root=PARTLABEL=root-b ro gateway.slot=b quiet\n"),
+            Some(Slot::B)
+        );
         assert_eq!(booted_slot_from_cmdline("root=/dev/sda2 ro"), None);
         assert_eq!(booted_slot_from_cmdline("gateway.slot=x"), None);
     }

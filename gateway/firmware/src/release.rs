@@ -33,8 +33,10 @@ pub enum ReleaseError {
 
 impl Release {
     pub fn read(path: &Path) -> Result<Release, ReleaseError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ReleaseError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -44,12 +46,21 @@ impl Release {
                 .filter_map(|l| l.split_once('='))
                 .find(|(k, _)| k.trim() == key)
                 .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-                .ok_or(ReleaseError::Missing { path: path.to_owned(), key })
+                .ok_or(ReleaseError::Missing {
+                    path: path.to_owned(),
+                    key,
+                })
         };
         let v = get("GATEWAY_FIRMWARE_VERSION")?;
-        let version =
-            v.parse().map_err(|_| ReleaseError::BadVersion { path: path.to_owned(), value: v.clone() })?;
-        Ok(Release { version, profile: get("GATEWAY_PROFILE")?, arch: get("GATEWAY_ARCH")? })
+        let version = v.parse().map_err(|_| ReleaseError::BadVersion {
+            path: path.to_owned(),
+            value: v.clone(),
+        })?;
+        Ok(Release {
+            version,
+            profile: get("GATEWAY_PROFILE")?,
+            arch: get("GATEWAY_ARCH")?,
+        })
     }
 }
 
@@ -65,7 +76,11 @@ mod tests {
         );
         assert_eq!(
             r.ok(),
-            Some(Release { version: 42, profile: "qemu-x86_64".into(), arch: "x86_64".into() })
+            Some(Release {
+                version: 42,
+                profile: "qemu-x86_64".into(),
+                arch: "x86_64".into()
+            })
         );
         assert!(matches!(
             Release::parse("GATEWAY_FIRMWARE_VERSION=x\n", Path::new("r")),
@@ -73,7 +88,10 @@ mod tests {
         ));
         assert!(matches!(
             Release::parse("GATEWAY_FIRMWARE_VERSION=1\n", Path::new("r")),
-            Err(ReleaseError::Missing { key: "GATEWAY_PROFILE", .. })
+            Err(ReleaseError::Missing {
+                key: "GATEWAY_PROFILE",
+                ..
+            })
         ));
     }
 }

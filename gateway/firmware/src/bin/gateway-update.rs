@@ -18,7 +18,11 @@ const DEFAULT_PUBKEY: &str = "/usr/share/gateway/update-signing.pub";
 const DEFAULT_ESP: &str = "/efi";
 
 #[derive(Parser, Debug)]
-#[command(name = "gateway-update", version, about = "Gateway firmware: signed update bundles, A/B slots, device identity")]
+#[command(
+    name = "gateway-update",
+    version,
+    about = "Gateway firmware: signed update bundles, A/B slots, device identity"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -37,8 +41,11 @@ struct System {
 
 impl System {
     fn booted(&self) -> Option<Slot> {
-        self.booted_slot
-            .or_else(|| std::fs::read_to_string("/proc/cmdline").ok().and_then(|c| booted_slot_from_cmdline(&c)))
+        self.booted_slot.or_else(|| {
+            std::fs::read_to_string("/proc/cmdline")
+                .ok()
+                .and_then(|c| booted_slot_from_cmdline(&c))
+        })
     }
 }
 
@@ -172,10 +179,17 @@ fn main() -> ExitCode {
         Err(e) => {
             let refused = e.chain().any(|c| {
                 c.downcast_ref::<BundleError>().is_some()
-                    || matches!(c.downcast_ref::<InstallError>(), Some(InstallError::Bundle(_)))
+                    || matches!(
+                        c.downcast_ref::<InstallError>(),
+                        Some(InstallError::Bundle(_))
+                    )
             });
             eprintln!("gateway-update: {e:#}");
-            if refused { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if refused {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -187,7 +201,12 @@ fn print_header(h: &bundle::Header) {
     println!("created   {}", h.created);
     println!("cmdline   {}", h.cmdline);
     for p in &h.parts {
-        println!("part      {:<7} {:>12} bytes  sha256 {}", p.kind.as_str(), p.size, hex(&p.sha256));
+        println!(
+            "part      {:<7} {:>12} bytes  sha256 {}",
+            p.kind.as_str(),
+            p.size,
+            hex(&p.sha256)
+        );
     }
     println!("payload   sha256 {}", hex(&h.payload_sha256));
 }
@@ -204,12 +223,18 @@ fn expectations(
     let rel = match rel {
         Ok(r) => Some(r),
         Err(e) if need_release => {
-            return Err(e).context("cannot tell which firmware runs here (pass --arch and --profile off the box)");
+            return Err(e).context(
+                "cannot tell which firmware runs here (pass --arch and --profile off the box)",
+            );
         }
         Err(_) => None,
     };
-    let arch = arch.or_else(|| rel.as_ref().map(|r| r.arch.clone())).unwrap_or_default();
-    let profile = profile.or_else(|| rel.as_ref().map(|r| r.profile.clone())).unwrap_or_default();
+    let arch = arch
+        .or_else(|| rel.as_ref().map(|r| r.arch.clone()))
+        .unwrap_or_default();
+    let profile = profile
+        .or_else(|| rel.as_ref().map(|r| r.profile.clone()))
+        .unwrap_or_default();
     Ok((arch, profile, installed.or(rel.map(|r| r.version))))
 }
 
@@ -219,9 +244,23 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             let key = keys::generate()?;
             keys::write_keypair(&out, &key)?;
             println!("{}", hex(key.verifying_key().as_bytes()));
-            eprintln!("wrote {} (secret, keep it offline) and {}", out.display(), keys::public_path(&out).display());
+            eprintln!(
+                "wrote {} (secret, keep it offline) and {}",
+                out.display(),
+                keys::public_path(&out).display()
+            );
         }
-        Cmd::Bundle(BundleCmd::Create { key, arch, profile, version, rootfs, kernel, initrd, cmdline, out }) => {
+        Cmd::Bundle(BundleCmd::Create {
+            key,
+            arch,
+            profile,
+            version,
+            rootfs,
+            kernel,
+            initrd,
+            cmdline,
+            out,
+        }) => {
             let sk = keys::read_signing_key(&key)?;
             let created = std::env::var("SOURCE_DATE_EPOCH")
                 .ok()
@@ -242,52 +281,126 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 initrd: &initrd,
             };
             let h = bundle::create(&spec, &sk, &out)?;
-            eprintln!("wrote {} (signed by {})", out.display(), hex(sk.verifying_key().as_bytes()));
+            eprintln!(
+                "wrote {} (signed by {})",
+                out.display(),
+                hex(sk.verifying_key().as_bytes())
+            );
             print_header(&h);
         }
-        Cmd::Bundle(BundleCmd::Verify { bundle: path, pubkey, release, arch, profile, installed_version }) => {
+        Cmd::Bundle(BundleCmd::Verify {
+            bundle: path,
+            pubkey,
+            release,
+            arch,
+            profile,
+            installed_version,
+        }) => {
             let vk = keys::read_verifying_key(&pubkey)?;
-            let (arch, profile, installed) = expectations(&release, arch, profile, installed_version)?;
-            let v = bundle::verify(&path, &vk, &Expect { arch: &arch, profile: &profile, installed_version: installed })
-                .with_context(|| format!("{}", path.display()))?;
-            println!("{}: OK (signature, arch {arch}, profile {profile}, version {} > {}, digests)",
-                path.display(), v.header.version, installed.map_or("-".into(), |i| i.to_string()));
+            let (arch, profile, installed) =
+                expectations(&release, arch, profile, installed_version)?;
+            let v = bundle::verify(
+                &path,
+                &vk,
+                &Expect {
+                    arch: &arch,
+                    profile: &profile,
+                    installed_version: installed,
+                },
+            )
+            .with_context(|| format!("{}", path.display()))?;
+            println!(
+                "{}: OK (signature, arch {arch}, profile {profile}, version {} > {}, digests)",
+                path.display(),
+                v.header.version,
+                installed.map_or("-".into(), |i| i.to_string())
+            );
         }
         Cmd::Bundle(BundleCmd::Info { bundle: path }) => {
             println!("UNVERIFIED header of {}:", path.display());
             print_header(&bundle::inspect_unverified(&path)?);
         }
-        Cmd::Install { bundle: path, sys, pubkey, release, device, tries } => {
+        Cmd::Install {
+            bundle: path,
+            sys,
+            pubkey,
+            release,
+            device,
+            tries,
+        } => {
             let vk = keys::read_verifying_key(&pubkey)?;
             let rel = Release::read(&release).context("cannot tell which firmware runs here")?;
             let booted = sys.booted().context("cannot tell the running slot (no gateway.slot= on the kernel command line; pass --booted-slot)")?;
             let slot = booted.other();
-            eprintln!("[1/3] verifying {} (running firmware {} in slot {booted})", path.display(), rel.version);
-            let v = bundle::verify(&path, &vk, &Expect { arch: &rel.arch, profile: &rel.profile, installed_version: Some(rel.version) })
-                .with_context(|| format!("{}", path.display()))?;
-            let device = device.unwrap_or_else(|| PathBuf::from(format!("/dev/disk/by-partlabel/{}", slot.partlabel())));
-            eprintln!("[2/3] writing firmware {} to slot {slot} ({})", v.header.version, device.display());
-            let r = install::install(&v, &Target { esp: &sys.esp, slot, device: &device, booted: Some(booted), tries })?;
-            eprintln!("[3/3] next boot: slot {slot} on trial ({tries} tries), entry {}", r.entry.display());
-            println!("installed firmware {} into slot {slot}; reboot to try it (falls back to slot {booted} if it is not marked good)", r.version);
+            eprintln!(
+                "[1/3] verifying {} (running firmware {} in slot {booted})",
+                path.display(),
+                rel.version
+            );
+            let v = bundle::verify(
+                &path,
+                &vk,
+                &Expect {
+                    arch: &rel.arch,
+                    profile: &rel.profile,
+                    installed_version: Some(rel.version),
+                },
+            )
+            .with_context(|| format!("{}", path.display()))?;
+            let device = device.unwrap_or_else(|| {
+                PathBuf::from(format!("/dev/disk/by-partlabel/{}", slot.partlabel()))
+            });
+            eprintln!(
+                "[2/3] writing firmware {} to slot {slot} ({})",
+                v.header.version,
+                device.display()
+            );
+            let r = install::install(
+                &v,
+                &Target {
+                    esp: &sys.esp,
+                    slot,
+                    device: &device,
+                    booted: Some(booted),
+                    tries,
+                },
+            )?;
+            eprintln!(
+                "[3/3] next boot: slot {slot} on trial ({tries} tries), entry {}",
+                r.entry.display()
+            );
+            println!(
+                "installed firmware {} into slot {slot}; reboot to try it (falls back to slot {booted} if it is not marked good)",
+                r.version
+            );
         }
         Cmd::MarkGood { sys, slot } => {
-            let slot = slot.or_else(|| sys.booted()).context("which slot? (no gateway.slot= on the kernel command line; pass --slot)")?;
+            let slot = slot.or_else(|| sys.booted()).context(
+                "which slot? (no gateway.slot= on the kernel command line; pass --slot)",
+            )?;
             match boot::mark_good(&sys.esp, slot)? {
                 MarkGood::AlreadyGood => println!("slot {slot}: already good"),
-                MarkGood::Blessed { from, to } => println!("slot {slot}: marked good ({from} -> {to})"),
+                MarkGood::Blessed { from, to } => {
+                    println!("slot {slot}: marked good ({from} -> {to})")
+                }
             }
         }
         Cmd::IsTrial { sys } => {
             let st = boot::status(&sys.esp, sys.booted())?;
-            return Ok(if st.trial { ExitCode::SUCCESS } else { ExitCode::from(3) });
+            return Ok(if st.trial {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            });
         }
         Cmd::Status { sys, json } => {
             let st = boot::status(&sys.esp, sys.booted())?;
             let state = |s: SlotState| match s {
                 SlotState::Absent => "absent".to_owned(),
                 SlotState::Good => "good".to_owned(),
-                SlotState::Trial { left, done } => format!("trial ({left} tries left, {done} done)"),
+                SlotState::Trial { left, done } => {
+                    format!("trial ({left} tries left, {done} done)")
+                }
                 SlotState::Bad { done } => format!("bad (gave up after {done} tries)"),
             };
             if json {
@@ -304,8 +417,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             } else {
                 for s in &st.slots {
                     let mark = if Some(s.slot) == st.booted { "*" } else { " " };
-                    println!("{mark} slot {}  {:<36} version {}", s.slot, state(s.state),
-                        s.version.map_or("-".into(), |v| v.to_string()));
+                    println!(
+                        "{mark} slot {}  {:<36} version {}",
+                        s.slot,
+                        state(s.state),
+                        s.version.map_or("-".into(), |v| v.to_string())
+                    );
                 }
                 println!("next boot: {}", st.next.map_or("-", Slot::as_str));
                 if let Some(v) = st.fell_back_from {
@@ -313,16 +430,35 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::BootEntry { esp, slot, version, profile, kernel, initrd, cmdline, tries } => {
+        Cmd::BootEntry {
+            esp,
+            slot,
+            version,
+            profile,
+            kernel,
+            initrd,
+            cmdline,
+            tries,
+        } => {
             let (linux, init) = boot::boot_files(slot);
             for (src, rel) in [(&kernel, linux), (&initrd, init)] {
                 let dst = esp.join(rel.trim_start_matches('/'));
                 if let Some(d) = dst.parent() {
                     std::fs::create_dir_all(d).with_context(|| d.display().to_string())?;
                 }
-                std::fs::copy(src, &dst).with_context(|| format!("{} -> {}", src.display(), dst.display()))?;
+                std::fs::copy(src, &dst)
+                    .with_context(|| format!("{} -> {}", src.display(), dst.display()))?;
             }
-            let p = boot::write_entry(&esp, &EntrySpec { slot, version, profile: &profile, cmdline: &cmdline, tries })?;
+            let p = boot::write_entry(
+                &esp,
+                &EntrySpec {
+                    slot,
+                    version,
+                    profile: &profile,
+                    cmdline: &cmdline,
+                    tries,
+                },
+            )?;
             println!("{}", p.display());
         }
         Cmd::Identity { dir, public } => {
@@ -330,8 +466,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             if public {
                 print!("{}", id.public_openssh("gateway-identity"));
             } else {
-                let how = if id.created { "generated now" } else { "existing" };
-                println!("gateway identity: ED25519 {} ({how}; {}/identity.pub)", id.fingerprint(), dir.display());
+                let how = if id.created {
+                    "generated now"
+                } else {
+                    "existing"
+                };
+                println!(
+                    "gateway identity: ED25519 {} ({how}; {}/identity.pub)",
+                    id.fingerprint(),
+                    dir.display()
+                );
             }
         }
     }
