@@ -35,7 +35,6 @@ fn alert(n: u64) -> Alert {
         policy: "ward-office".to_owned(),
         generation: n,
         domain: None,
-        domain_match: None,
     }
 }
 

@@ -171,17 +171,6 @@ fn lab_policy_maps() {
     );
     assert_eq!(img.allow4.len(), 2);
     assert_eq!(img.allow6.len(), 1, "ward-document-system is IPv4 only");
-    // Two domain feeds (soc-domains, ransomware-domains), answered with NXDOMAIN.
-    assert_eq!(
-        img.settings_flags,
-        gateway_common::values::SETTING_DNS_INSPECT | gateway_common::values::SETTING_DNS_NXDOMAIN
-    );
-    assert_eq!(
-        img.domain_feeds
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>(),
-        ["soc-domains", "ransomware-domains"]
-    );
+    assert_eq!(img.settings_flags, 0);
     let _ = (Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
 }

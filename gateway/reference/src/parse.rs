@@ -66,9 +66,6 @@ pub struct Packet {
     pub dport: Option<u16>,
     /// A non-first fragment (fragment offset != 0): no L4 header was looked at.
     pub fragment: bool,
-    /// UDP and TCP: where the payload lies in the frame, `(offset, length)` (UDP: up to the UDP
-    /// length field, cut to the IP payload; TCP: the rest of the IP payload). `(0, 0)` otherwise.
-    pub payload: (usize, usize),
 }
 
 /// The outcome of parsing a frame.
@@ -102,14 +99,11 @@ pub fn parse(frame: &[u8]) -> Parsed {
 fn parse_frame(frame: &[u8]) -> Result<Parsed, Malformed> {
     let (ethertype, l3) = parse_l2(frame)?;
     let ip = &frame[l3..];
-    let mut pkt = match ethertype {
-        ETH_P_IP => parse_ipv4(ip)?,
-        ETH_P_IPV6 => parse_ipv6(ip)?,
-        _ => return Ok(Parsed::NonIp),
-    };
-    // parse_ipv4/6 give the payload's offset from the IP header.
-    pkt.payload.0 += l3;
-    Ok(Parsed::Ip(pkt))
+    match ethertype {
+        ETH_P_IP => parse_ipv4(ip).map(Parsed::Ip),
+        ETH_P_IPV6 => parse_ipv6(ip).map(Parsed::Ip),
+        _ => Ok(Parsed::NonIp),
+    }
 }
 
 /// Ethernet and up to two VLAN tags: the inner ethertype and the offset of the L3 header.
@@ -143,7 +137,7 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
         return Ok(non_first_fragment(src, dst, proto));
     }
     let l4 = &ip[usize::from(pkt.header_len())..usize::from(pkt.total_len())];
-    let (sport, dport, (at, len)) = parse_l4(proto, l4, IPPROTO_ICMP)?;
+    let (sport, dport) = parse_l4(proto, l4, IPPROTO_ICMP)?;
     Ok(Packet {
         src,
         dst,
@@ -151,7 +145,6 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
         sport,
         dport,
         fragment: false,
-        payload: (usize::from(pkt.header_len()) + at, len),
     })
 }
 
@@ -195,7 +188,7 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
             _ => break,
         }
     }
-    let (sport, dport, (at, len)) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
+    let (sport, dport) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
     Ok(Packet {
         src,
         dst,
@@ -203,7 +196,6 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
         sport,
         dport,
         fragment: false,
-        payload: (IPV6_HLEN + off + at, len),
     })
 }
 
@@ -215,45 +207,31 @@ fn non_first_fragment(src: IpAddr, dst: IpAddr, proto: u8) -> Packet {
         sport: None,
         dport: None,
         fragment: true,
-        payload: (0, 0),
     }
 }
 
-/// Ports and where the payload lies in `l4`, `(offset, length)`.
-type L4Info = (Option<u16>, Option<u16>, (usize, usize));
-
-/// Checks the L4 header in `l4` (the region up to the end of the IP payload) and returns the ports
-/// and the payload's place. `icmp` is the ICMP protocol of the packet's family; the other family's
-/// ICMP is not checked.
-fn parse_l4(proto: u8, l4: &[u8], icmp: u8) -> Result<L4Info, Malformed> {
+/// Checks the L4 header in `l4` (the region up to the end of the IP payload) and returns the ports.
+/// `icmp` is the ICMP protocol of the packet's family; the other family's ICMP is not checked.
+fn parse_l4(proto: u8, l4: &[u8], icmp: u8) -> Result<(Option<u16>, Option<u16>), Malformed> {
     match proto {
         IPPROTO_TCP => {
             let tcp = TcpPacket::new_checked(l4)?;
-            let hlen = usize::from(tcp.header_len());
-            Ok((
-                Some(tcp.src_port()),
-                Some(tcp.dst_port()),
-                (hlen, l4.len() - hlen),
-            ))
+            Ok((Some(tcp.src_port()), Some(tcp.dst_port())))
         }
         IPPROTO_UDP => {
             if l4.len() < UDP_HLEN {
                 return Err(Malformed);
             }
             let udp = UdpPacket::new_unchecked(l4);
-            // The length field, cut to the IP payload; below the header: no payload.
-            let len = usize::from(udp.len())
-                .min(l4.len())
-                .saturating_sub(UDP_HLEN);
-            Ok((Some(udp.src_port()), Some(udp.dst_port()), (UDP_HLEN, len)))
+            Ok((Some(udp.src_port()), Some(udp.dst_port())))
         }
         p if p == icmp => {
             if l4.len() < ICMP_MIN_LEN {
                 return Err(Malformed);
             }
-            Ok((None, None, (0, 0)))
+            Ok((None, None))
         }
-        _ => Ok((None, None, (0, 0))),
+        _ => Ok((None, None)),
     }
 }
 
@@ -335,8 +313,7 @@ mod tests {
                 proto: IPPROTO_TCP,
                 sport: Some(1000),
                 dport: Some(443),
-                fragment: false,
-                payload: (ETH_HLEN + 20 + 20, 0),
+                fragment: false
             }
         );
         let p = ip(parse(&eth(
@@ -493,8 +470,7 @@ mod tests {
                 proto: IPPROTO_TCP,
                 sport: Some(1000),
                 dport: Some(443),
-                fragment: false,
-                payload: (ETH_HLEN + 40 + 20, 0),
+                fragment: false
             }
         );
         let f = |proto, seg: &[u8]| parse(&eth(&[], ETH_P_IPV6, &v6(C6, S6, proto, seg)));

@@ -1,10 +1,7 @@
 //! Kernel records → what the SOC receives: flow reports become IPFIX/NetFlow records, drop events
 //! become alerts. Names come from [`Names`], times from [`Clock`].
 use gateway_alerts::Alert;
-use gateway_common::{
-    Reason,
-    event::{DnsDetail, DropEvent},
-};
+use gateway_common::event::DropEvent;
 use gateway_flows::FlowRecord;
 
 use super::{clock::Clock, flow_sweep::Report, names::Names};
@@ -48,7 +45,6 @@ pub struct AlertContext<'a> {
 /// newer than this daemon); the caller counts those.
 pub fn alert(
     ev: &DropEvent,
-    dns: Option<&DnsDetail>,
     names: &Names,
     clock: &Clock,
     ctx: &AlertContext<'_>,
@@ -89,14 +85,6 @@ pub fn alert(
         suppressed: ev.suppressed,
         policy: ctx.policy.to_owned(),
         generation: ctx.generation,
-        // A name longer than the event carries shows as its hash: still something to grep for.
-        domain: dns.filter(|_| reason == Reason::Domain).map(|d| {
-            d.name()
-                .unwrap_or_else(|| format!("(name of {} bytes, cut)", d.name_len))
-        }),
-        domain_match: dns.filter(|_| reason == Reason::Domain).map(|d| {
-            d.matched()
-                .unwrap_or_else(|| format!("hash {:016x}", d.matched_hash))
-        }),
+        domain: None,
     })
 }
