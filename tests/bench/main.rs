@@ -9,9 +9,13 @@
 //!   through the program: any wrong verdict during the swap is a lapse, and is counted;
 //! - flow accounting: 100k flows through the program, table read and sweep times, kernel and
 //!   gatewayd memory per 100k active flows (`flows.rs`);
-//! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`).
+//! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`);
+//! - domain blocking: ns/packet of DNS queries (allowed, blocked, answered) with 1k, 100k and 1M
+//!   listed names beside a non-DNS packet, the DOMAINS map's memory, compile/apply times
+//!   (`domains.rs`).
 //!
-//! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh). Figures are printed,
+//! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh); `gateway-bench
+//! domains` runs only the domain-blocking part. Figures are printed,
 //! never asserted: these machines are shared and noisy; compare ratios within one run.
 use std::{
     fmt::Write as _,
@@ -22,6 +26,7 @@ use std::{
 };
 
 mod alloc;
+mod domains;
 mod export;
 mod flows;
 
@@ -217,10 +222,54 @@ fn main() -> anyhow::Result<()> {
     let harness = XdpHarness::new(TestNet::lab_routes)?;
     let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(harness, &profile, &dir);
+    let only_domains = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("domains") => true,
+        Some(other) => anyhow::bail!("unknown argument {other:?}; usage: gateway-bench [domains]"),
+    };
+    let result = if only_domains {
+        run_domains(harness, &profile, &dir)
+    } else {
+        run(harness, &profile, &dir)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result?;
+    if only_domains {
+        return Ok(());
+    }
     export::run()
+}
+
+/// Only the domain-blocking figures (`gateway-bench domains`).
+fn run_domains(
+    harness: XdpHarness,
+    profile: &gateway_policy::Profile,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let XdpHarness {
+        net,
+        mut dp,
+        runner: gw,
+    } = harness;
+    let base = dp.runner(Program::PassOnly)?;
+    let initial = write_policy(dir, &write_feed(dir, 10)?, None)?;
+    let mut generation = 1;
+    dp.apply(
+        Arc::new(gateway_policy::compile(&initial, profile)?.image),
+        generation,
+    )?;
+    domains::run(
+        domains::Setup {
+            dp: &mut dp,
+            gw: &gw,
+            base: &base,
+            net: &net,
+            profile,
+            dir,
+            base_policy: &initial,
+        },
+        &mut generation,
+    )
 }
 
 fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> anyhow::Result<()> {
@@ -318,7 +367,19 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             println!("  {:<38} {:>6.2}x", c.name, b.0 / s.0.max(0.1));
         }
     }
-    flows::run(&dp, &gw, &net)
+    flows::run(&dp, &gw, &net)?;
+    domains::run(
+        domains::Setup {
+            dp: &mut dp,
+            gw: &gw,
+            base: &base,
+            net: &net,
+            profile,
+            dir,
+            base_policy: &initial,
+        },
+        &mut generation,
+    )
 }
 
 fn kernel() -> String {

@@ -2462,6 +2462,198 @@ pub fn reason_counts(cases: &[Case]) -> BTreeMap<Reason, usize> {
     m
 }
 
+// --- DNS (issue 6) -------------------------------------------------------------------------------
+
+/// `\x03www\x07example\x03com\x00` for `www.example.com`.
+pub fn dns_wire(name: &str) -> Vec<u8> {
+    let mut w = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        w.push(label.len() as u8);
+        w.extend_from_slice(label.as_bytes());
+    }
+    w.push(0);
+    w
+}
+
+/// A DNS message: header (id, `flags`, QDCOUNT `qd`, ARCOUNT `ar`) and the question bytes.
+pub fn dns_message(flags: u16, qd: u16, ar: u16, question: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x12, 0x34];
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&qd.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(&ar.to_be_bytes());
+    m.extend_from_slice(question);
+    m
+}
+
+/// A standard query (RD) for `name`, type A, class IN.
+pub fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = dns_wire(name);
+    q.extend_from_slice(&[0, 1, 0, 1]);
+    dns_message(0x0100, 1, 0, &q)
+}
+
+/// [`corpus_image`] with two domain feeds: `threats` lists `blocked.example` (and everything
+/// below it), `exact` lists `exact.example` alone; `ok.blocked.example` is an exception.
+pub fn dns_image(addrs: &CorpusAddrs) -> MapImage {
+    use gateway_common::dname::{BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW, hash_dotted};
+    use gateway_common::values::{DomainValue, SETTING_DNS_INSPECT};
+    let mut img = corpus_image(addrs);
+    img.domain_feeds = vec![
+        FeedInfo {
+            name: "threats".into(),
+            entries: 2,
+        },
+        FeedInfo {
+            name: "exact".into(),
+            entries: 1,
+        },
+    ];
+    let h = |n: &str| hash_dotted(img.domain_seed, n.as_bytes());
+    img.domains = [
+        (
+            h("blocked.example"),
+            DomainValue::new(BLOCK_APEX | BLOCK_BELOW, 0),
+        ),
+        (
+            h("ok.blocked.example"),
+            DomainValue::new(PASS_APEX | PASS_BELOW, 0),
+        ),
+        (h("exact.example"), DomainValue::new(BLOCK_APEX, 1)),
+    ]
+    .into_iter()
+    .collect();
+    img.settings_flags |= SETTING_DNS_INSPECT;
+    img
+}
+
+/// DNS queries under [`dns_image`] (`expected`; `expected_drop_fragments` is the same, the cases
+/// have no fragments), both families: what the data path judges, what it leaves alone, and every
+/// way a question can be unreadable.
+pub fn dns_corpus(addrs: &CorpusAddrs) -> Vec<Case> {
+    use Reason::*;
+    let mut c = Corpus { cases: Vec::new() };
+    let deep = format!("{}blocked.example", "l.".repeat(20));
+    let mut long_label = vec![64u8];
+    long_label.extend_from_slice(&[b'x'; 64]);
+    long_label.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let blocked = dns_query("www.blocked.example");
+    // A compression loop: the name is a pointer to itself.
+    let mut looped = vec![0xc0, 12];
+    looped.extend_from_slice(&[0, 1, 0, 1]);
+    let mut edns = blocked.clone();
+    edns[11] = 1;
+    edns.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut two = dns_wire("ok.example");
+    two.extend_from_slice(&[0, 1, 0, 1]);
+    two.extend_from_slice(&blocked[12..]);
+    let udp_cases: Vec<(&str, Vec<u8>, Reason)> = vec![
+        ("allowed", dns_query("www.example.org"), Pass),
+        ("listed", dns_query("blocked.example"), Domain),
+        ("below-listed", blocked.clone(), Domain),
+        ("upper-case", dns_query("WWW.Blocked.EXAMPLE"), Domain),
+        ("deep-22-labels", dns_query(&deep), Domain),
+        ("exception", dns_query("x.ok.blocked.example"), Pass),
+        ("exact-only", dns_query("exact.example"), Domain),
+        ("below-exact-only", dns_query("www.exact.example"), Pass),
+        ("edns-opt", edns, Domain),
+        (
+            "compressed",
+            dns_message(0x0100, 1, 0, &[0xc0, 0x0c, 0, 1, 0, 1]),
+            Malformed,
+        ),
+        (
+            "compression-loop",
+            dns_message(0x0100, 1, 0, &looped),
+            Malformed,
+        ),
+        (
+            "label-64",
+            dns_message(0x0100, 1, 0, &long_label),
+            Malformed,
+        ),
+        ("truncated-name", blocked[..20].to_vec(), Malformed),
+        ("no-qtype", blocked[..blocked.len() - 4].to_vec(), Malformed),
+        ("short-header", blocked[..8].to_vec(), Malformed),
+        ("two-questions", dns_message(0x0100, 2, 0, &two), Pass),
+        ("response", dns_message(0x8180, 1, 0, &blocked[12..]), Pass),
+    ];
+    let fams = [
+        ("v4", addrs.v4.client, addrs.v4.internet),
+        ("v6", addrs.v6.client, addrs.v6.internet),
+    ];
+    for (fam, src, dst) in fams {
+        for (what, msg, want) in &udp_cases {
+            let l4 = L4::Udp(Udp {
+                payload: msg.clone(),
+                ..Udp::new(40000, 53)
+            });
+            c.add(
+                format!("lan/{fam}/dns-udp-{what}"),
+                addrs.lan_if,
+                Frame::ip(src, dst, l4),
+                *want,
+            );
+        }
+        let framed = |m: &[u8]| {
+            let mut p = (m.len() as u16).to_be_bytes().to_vec();
+            p.extend_from_slice(m);
+            p
+        };
+        let tcp = |payload: Vec<u8>| {
+            L4::Tcp(Tcp {
+                flags: 0x18,
+                payload,
+                ..Tcp::new(40000, 53)
+            })
+        };
+        for (what, payload, want) in [
+            ("listed", framed(&blocked), Domain),
+            ("allowed", framed(&dns_query("www.example.org")), Pass),
+            (
+                "longer-than-segment",
+                framed(&blocked)[..16].to_vec(),
+                Malformed,
+            ),
+            ("syn", Vec::new(), Pass),
+        ] {
+            let l4 = if payload.is_empty() {
+                L4::Tcp(Tcp::new(40000, 53))
+            } else {
+                tcp(payload)
+            };
+            c.add(
+                format!("lan/{fam}/dns-tcp-{what}"),
+                addrs.lan_if,
+                Frame::ip(src, dst, l4),
+                want,
+            );
+        }
+        // Not inspected: another port, and a query arriving on the internet port.
+        let other = L4::Udp(Udp {
+            payload: blocked.clone(),
+            ..Udp::new(40000, 5353)
+        });
+        c.add(
+            format!("lan/{fam}/dns-udp-port-5353"),
+            addrs.lan_if,
+            Frame::ip(src, dst, other),
+            Pass,
+        );
+        let inbound = L4::Udp(Udp {
+            payload: blocked.clone(),
+            ..Udp::new(40000, 53)
+        });
+        c.add(
+            format!("internet/{fam}/dns-udp-query-inbound"),
+            addrs.internet_if,
+            Frame::ip(dst, src, inbound),
+            Pass,
+        );
+    }
+    c.cases
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,14 @@
 //! must agree on every reason. Needs root: fails, never skips, without it.
 use std::{cell::RefCell, sync::Arc};
 
-use gateway_common::{Reason, values::SETTING_DROP_FRAGMENTS};
+use gateway_common::{
+    Reason,
+    values::{SETTING_DNS_MALFORMED_PASS, SETTING_DROP_FRAGMENTS},
+};
 use gateway_policy::image::MapImage;
 use gateway_reference::{Ports, StaticRoutes, evaluate};
 use gateway_tests::{
-    corpus::{CorpusAddrs, corpus, corpus_image, corpus_routes},
+    corpus::{CorpusAddrs, corpus, corpus_image, corpus_routes, dns_corpus, dns_image},
     r#gen::{Universe, arb_frame, arb_image},
     testnet::{LapseWatch, TestNet, XdpHarness},
 };
@@ -218,5 +221,46 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
         lapses, 0,
         "{lapses} wrong verdicts in {runs} runs while swapping policies"
     );
+    Ok(())
+}
+
+/// Domain blocking (issue 6): the DNS corpus gets the same reason from the program, the reference
+/// model and the hand labels, with `malformed = "drop"`; with `malformed = "pass"` the program
+/// and the model still agree.
+#[test]
+fn dns_corpus_agrees_between_xdp_reference_and_hand_labels() -> anyhow::Result<()> {
+    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
+    let addrs = corpus_addrs(&h.net);
+    addrs.validate()?;
+    let routes = corpus_routes(&addrs);
+    let ports = h.net.reference_ports();
+    let cases = dns_corpus(&addrs);
+    assert!(cases.len() >= 40, "DNS corpus too small: {}", cases.len());
+    let image = dns_image(&addrs);
+    for (generation, pass_malformed) in [(1, false), (2, true)] {
+        let mut img = image.clone();
+        if pass_malformed {
+            img.settings_flags |= SETTING_DNS_MALFORMED_PASS;
+        }
+        h.dp.apply(Arc::new(img.clone()), generation)?;
+        let mut mismatches = Vec::new();
+        for c in &cases {
+            let xdp = h.run(c.ingress, &c.frame)?.reason;
+            let reference = evaluate(&img, true, &ports, &routes, c.ingress, &c.frame);
+            let expected = (!pass_malformed).then_some(c.expected);
+            if xdp != reference || expected.is_some_and(|e| e != xdp) {
+                mismatches.push(Mismatch {
+                    case: c.name.clone(),
+                    xdp,
+                    reference,
+                    expected,
+                });
+            }
+        }
+        report(
+            &format!("DNS corpus (malformed pass: {pass_malformed})"),
+            &mismatches,
+        )?;
+    }
     Ok(())
 }

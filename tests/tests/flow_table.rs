@@ -377,7 +377,9 @@ fn drops_are_reported_as_events() -> anyhow::Result<()> {
         (ev, produce.await)
     });
     ensure!(action?? == XDP_DROP, "blocked frame dropped");
-    let ev = ev?;
+    let record = ev?;
+    ensure!(record.dns.is_none(), "DNS detail on a blocklist drop");
+    let ev = record.event;
     let want = DropEvent {
         ts_ns: ev.ts_ns,
         kind: EVENT_DROP,
@@ -403,7 +405,7 @@ fn drops_are_reported_as_events() -> anyhow::Result<()> {
     // A drop after a route lookup names the egress port.
     let cross = Frame::ip(v4.internet, v4.dedicated_host, L4::udp(53, 40011)).bytes();
     ensure!(run(&h, inet, &cross)? == XDP_DROP, "internet → dedicated");
-    let ev = reader.try_next().context("cross_network event")?;
+    let ev = reader.try_next().context("cross_network event")?.event;
     ensure!(
         ev.reason() == Some(Reason::CrossNetwork)
             && ev.egress_ifindex == a.dedicated_if
@@ -417,7 +419,7 @@ fn drops_are_reported_as_events() -> anyhow::Result<()> {
         .truncate(30)
         .bytes();
     ensure!(run(&h, lan, &truncated)? == XDP_DROP, "truncated");
-    let ev = reader.try_next().context("malformed event")?;
+    let ev = reader.try_next().context("malformed event")?.event;
     ensure!(
         ev.reason() == Some(Reason::Malformed)
             && ev.family == 0
@@ -463,7 +465,7 @@ fn drop_events_are_rate_limited_per_source() -> anyhow::Result<()> {
     }
     let mut events = Vec::new();
     reader.drain(&mut events, 1000);
-    let carried: u64 = events.iter().map(|e| u64::from(e.suppressed)).sum();
+    let carried: u64 = events.iter().map(|e| u64::from(e.event.suppressed)).sum();
     let stats = reader.stats()?;
     ensure!(
         events.len() == 5 && stats.emitted == 5,
@@ -476,7 +478,7 @@ fn drop_events_are_rate_limited_per_source() -> anyhow::Result<()> {
         stats.suppressed
     );
     // The events are the first five drops.
-    let ports: Vec<u16> = events.iter().map(DropEvent::sport).collect();
+    let ports: Vec<u16> = events.iter().map(|e| e.event.sport()).collect();
     ensure!(ports == [30000, 30001, 30002, 30003, 30004], "{ports:?}");
 
     // Another source has a burst of its own; another reason of the same source too.
@@ -492,7 +494,7 @@ fn drop_events_are_rate_limited_per_source() -> anyhow::Result<()> {
     apply(&mut h, limited(0), 2)?;
     let f = Frame::ip(v4.client, v4.blocked_exact, L4::tcp(31000, 443)).bytes();
     ensure!(run(&h, a.lan_if, &f)? == XDP_DROP);
-    let ev = reader.try_next().context("event of the new window")?;
+    let ev = reader.try_next().context("event of the new window")?.event;
     ensure!(
         ev.suppressed == 95 && ev.sport() == 31000,
         "suppressed {} on {:?}",

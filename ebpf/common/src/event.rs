@@ -14,6 +14,13 @@
 
 /// [`DropEvent::kind`] of a dropped packet. Every event starts with `ts_ns: u64, kind: u8`.
 pub const EVENT_DROP: u8 = 1;
+/// [`DropEvent::kind`] of a DNS query dropped (or answered in place) as `domain`: the record is a
+/// [`DnsDropEvent`], the drop event followed by the query name.
+pub const EVENT_DROP_DNS: u8 = 2;
+
+/// Bytes of the query name (wire form) a [`DnsDetail`] carries: enough for nearly every real name
+/// while the record stays at 200 bytes. A longer name is cut; `name_len` says so.
+pub const DNS_EVENT_NAME: usize = 112;
 
 /// A dropped packet.
 #[repr(C)]
@@ -50,6 +57,44 @@ pub struct DropEvent {
 }
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
 
+/// What a `domain` drop event adds: the query and the listed suffix that blocked it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsDetail {
+    /// `crate::dname` hash of the listed suffix that decided (a `DOMAINS` key).
+    pub matched_hash: u64,
+    /// QTYPE of the question, host order.
+    pub qtype: u16,
+    /// Wire length of the query name with its root byte (≤ 255).
+    pub name_len: u8,
+    /// Offset in the name of the listed suffix that matched (0: the whole name).
+    pub match_off: u8,
+    /// How the query was dealt with: one of `DNS_DROPPED`, `DNS_NXDOMAIN`, `DNS_SINKHOLE`.
+    pub answer: u8,
+    pub _pad: [u8; 3],
+    /// The first `min(name_len, DNS_EVENT_NAME)` bytes of the name in wire form (length-prefixed
+    /// labels); the bytes after that are unspecified.
+    pub name: [u8; DNS_EVENT_NAME],
+}
+const _: () = assert!(core::mem::size_of::<DnsDetail>() == 128);
+
+/// [`DnsDetail::answer`]: dropped silently (action `drop`, or a frame not answered: IP options,
+/// extension headers, fragments, no room).
+pub const DNS_DROPPED: u8 = 0;
+/// Answered in place with NXDOMAIN.
+pub const DNS_NXDOMAIN: u8 = 1;
+/// Answered in place with the sinkhole address.
+pub const DNS_SINKHOLE: u8 = 2;
+
+/// A record of kind [`EVENT_DROP_DNS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsDropEvent {
+    pub drop: DropEvent,
+    pub dns: DnsDetail,
+}
+const _: () = assert!(core::mem::size_of::<DnsDropEvent>() == 200);
+
 /// Key of the rate limit: the source of the drops and why they were dropped.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,8 +129,12 @@ pub const EVENT_STATS_LEN: u32 = 3;
 #[cfg(feature = "user")]
 mod user {
     use core::net::IpAddr;
+    use std::{format, string::String};
 
-    use super::{AlertKey, AlertState, DropEvent, EVENT_DROP};
+    use super::{
+        AlertKey, AlertState, DNS_EVENT_NAME, DnsDetail, DnsDropEvent, DropEvent, EVENT_DROP,
+        EVENT_DROP_DNS,
+    };
 
     // SAFETY: #[repr(C)], Copy, made only of integers and byte arrays with every padding byte an
     // explicit field (size asserted above), so any bit pattern is a valid value.
@@ -94,12 +143,79 @@ mod user {
     unsafe impl aya::Pod for AlertKey {}
     // SAFETY: as for DropEvent.
     unsafe impl aya::Pod for AlertState {}
+    // SAFETY: as for DropEvent.
+    unsafe impl aya::Pod for DnsDetail {}
+    // SAFETY: as for DropEvent.
+    unsafe impl aya::Pod for DnsDropEvent {}
+
+    impl DnsDetail {
+        /// The DNS part of a ring-buffer record of kind [`EVENT_DROP_DNS`]; `None` for other
+        /// records.
+        pub fn from_bytes(record: &[u8]) -> Option<DnsDetail> {
+            if record.len() < core::mem::size_of::<DnsDropEvent>() || record[8] != EVENT_DROP_DNS {
+                return None;
+            }
+            // SAFETY: the record holds a whole DnsDropEvent (checked above), plain data valid for
+            // any bit pattern; read_unaligned makes no alignment assumption.
+            let ev = unsafe { core::ptr::read_unaligned(record.as_ptr().cast::<DnsDropEvent>()) };
+            Some(ev.dns)
+        }
+
+        /// The name's labels from `offset` on, as text (`None` where the carried bytes end
+        /// before the name does, or the labels do not walk). Bytes outside printable ASCII and
+        /// the dot are escaped as `\DDD` (RFC 1035 presentation form) so a crafted name cannot
+        /// forge log lines.
+        pub fn name_from(&self, offset: usize) -> Option<String> {
+            let carried = usize::from(self.name_len).min(DNS_EVENT_NAME);
+            let mut out = String::new();
+            let mut at = offset;
+            loop {
+                let len = usize::from(*self.name.get(at).filter(|_| at < carried)?);
+                if len == 0 {
+                    break;
+                }
+                let label = self
+                    .name
+                    .get(at + 1..at + 1 + len)
+                    .filter(|_| at + 1 + len <= carried)?;
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                for &b in label {
+                    if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
+                        out.push(char::from(b));
+                    } else {
+                        out.push_str(&format!("\\{b:03}"));
+                    }
+                }
+                at += 1 + len;
+            }
+            Some(if out.is_empty() { ".".into() } else { out })
+        }
+
+        /// The query name, or `None` when it was longer than the record carries.
+        pub fn name(&self) -> Option<String> {
+            self.name_from(0)
+        }
+
+        /// The listed suffix that matched, `*.`-prefixed when it matched a name below it.
+        pub fn matched(&self) -> Option<String> {
+            let suffix = self.name_from(usize::from(self.match_off))?;
+            Some(if self.match_off == 0 {
+                suffix
+            } else {
+                format!("*.{suffix}")
+            })
+        }
+    }
 
     impl DropEvent {
-        /// Reads an event from a ring-buffer record; `None` if the record is of another kind or
-        /// too short.
+        /// Reads an event from a ring-buffer record (of kind [`EVENT_DROP`], or the head of an
+        /// [`EVENT_DROP_DNS`] record); `None` if the record is of another kind or too short.
         pub fn from_bytes(record: &[u8]) -> Option<DropEvent> {
-            if record.len() < core::mem::size_of::<DropEvent>() || record[8] != EVENT_DROP {
+            if record.len() < core::mem::size_of::<DropEvent>()
+                || (record[8] != EVENT_DROP && record[8] != EVENT_DROP_DNS)
+            {
                 return None;
             }
             // SAFETY: the record holds at least size_of::<DropEvent>() bytes (checked above) and
@@ -173,8 +289,82 @@ mod user {
             );
             assert_eq!(DropEvent::from_bytes(&bytes[..71]), None);
             let mut other = bytes;
-            other[8] = 2;
+            other[8] = 3;
             assert_eq!(DropEvent::from_bytes(&other), None);
+            // A plain drop record has no DNS part.
+            assert_eq!(DnsDetail::from_bytes(&bytes), None);
+        }
+
+        fn dns_record(name: &[u8], match_off: u8) -> DnsDropEvent {
+            let mut n = [0u8; DNS_EVENT_NAME];
+            let len = name.len().min(DNS_EVENT_NAME);
+            n[..len].copy_from_slice(&name[..len]);
+            DnsDropEvent {
+                drop: DropEvent {
+                    ts_ns: 1,
+                    kind: EVENT_DROP_DNS,
+                    reason: crate::Reason::Domain as u8,
+                    family: 4,
+                    proto: 17,
+                    ifindex: 2,
+                    egress_ifindex: 0,
+                    rule: 0,
+                    suppressed: 0,
+                    bytes: 80,
+                    tcp_flags: 0,
+                    role: crate::Role::Lan as u8,
+                    _pad: [0; 2],
+                    sport: [0x9c, 0x40],
+                    dport: [0, 53],
+                    src: [0; 16],
+                    dst: [0; 16],
+                },
+                dns: DnsDetail {
+                    matched_hash: 0x1234,
+                    qtype: 1,
+                    name_len: name.len() as u8,
+                    match_off,
+                    answer: super::super::DNS_NXDOMAIN,
+                    _pad: [0; 3],
+                    name: n,
+                },
+            }
+        }
+
+        fn bytes_of(ev: DnsDropEvent) -> [u8; core::mem::size_of::<DnsDropEvent>()] {
+            // SAFETY: DnsDropEvent is plain data of exactly this many bytes.
+            unsafe { core::mem::transmute(ev) }
+        }
+
+        #[test]
+        fn dns_records_name_the_query_and_the_match() {
+            let rec = bytes_of(dns_record(b"\x03www\x04evil\x07example\x00", 4));
+            let ev = DropEvent::from_bytes(&rec).expect("head");
+            assert_eq!(ev.reason(), Some(crate::Reason::Domain));
+            let d = DnsDetail::from_bytes(&rec).expect("dns part");
+            assert_eq!(d.name().as_deref(), Some("www.evil.example"));
+            assert_eq!(d.matched().as_deref(), Some("*.evil.example"));
+            assert_eq!(DnsDetail::from_bytes(&rec[..199]), None);
+
+            let exact = DnsDetail::from_bytes(&bytes_of(dns_record(b"\x04evil\x07example\x00", 0)))
+                .expect("dns part");
+            assert_eq!(exact.matched().as_deref(), Some("evil.example"));
+
+            // Bytes a log line must not carry raw are escaped.
+            let odd = DnsDetail::from_bytes(&bytes_of(dns_record(b"\x03a\nb\x03c.d\x00", 0)))
+                .expect("dns part");
+            assert_eq!(odd.name().as_deref(), Some("a\\010b.c\\046d"));
+
+            // A name longer than the record carries cannot be shown in full.
+            let mut long = std::vec::Vec::new();
+            for _ in 0..4 {
+                long.push(40u8);
+                long.extend_from_slice(&[b'x'; 40]);
+            }
+            long.push(0);
+            let cut = DnsDetail::from_bytes(&bytes_of(dns_record(&long, 123))).expect("dns part");
+            assert_eq!(cut.name(), None);
+            assert_eq!(cut.matched(), None);
         }
     }
 }

@@ -16,6 +16,17 @@ pub type Allow4Key = [u8; 9];
 /// `[slot, system id (4, big endian), source address (16)]`.
 pub type Allow6Key = [u8; 21];
 
+/// `[slot, 7 zero bytes, name hash (8, big endian)]`: a listed domain name (`crate::dname`); the
+/// padding is explicit so the key has no uninitialised bytes.
+pub type DomainKey = [u8; 16];
+
+pub const fn domain_key(slot: u8, hash: u64) -> DomainKey {
+    let h = hash.to_be_bytes();
+    [
+        slot, 0, 0, 0, 0, 0, 0, 0, h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+    ]
+}
+
 pub const fn v4_key(slot: u8, addr: [u8; 4]) -> V4Key {
     [slot, addr[0], addr[1], addr[2], addr[3]]
 }

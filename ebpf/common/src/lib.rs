@@ -11,6 +11,10 @@
 //! reads the active slot once per packet, so every packet is judged by exactly one policy.
 #![no_std]
 
+// Userspace helpers (names decoded into `String`s) need std; the kernel side never sees them.
+#[cfg(feature = "user")]
+extern crate std;
+
 pub mod dname;
 pub mod event;
 pub mod flow;

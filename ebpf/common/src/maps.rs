@@ -24,9 +24,11 @@ pub const FLOW_STATS: &str = "FLOW_STATS";
 pub const EVENTS: &str = "EVENTS";
 pub const EVENT_STATS: &str = "EVENT_STATS";
 pub const ALERT_LIMIT: &str = "ALERT_LIMIT";
+/// Domain blocking (issue 6): (slot, name hash) → `values::DomainValue`.
+pub const DOMAINS: &str = "DOMAINS";
 
 /// Every map, for pinning and adoption.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 22] = [
     ACTIVE,
     SETTINGS,
     PORTS,
@@ -43,6 +45,7 @@ pub const ALL: [&str; 21] = [
     GOVNET6,
     ALLOW4,
     ALLOW6,
+    DOMAINS,
     FLOWS,
     FLOW_STATS,
     EVENTS,
@@ -69,6 +72,9 @@ pub const BLOCK4_LPM_PER_SLOT: u32 = 1_200_000;
 pub const BLOCK6_EXACT_PER_SLOT: u32 = 1 << 18;
 pub const BLOCK6_LPM_PER_SLOT: u32 = 262_144;
 pub const SMALL_PER_SLOT: u32 = 16_384;
+/// Listed domain names (issue 6): a million-name feed must load. A power of two, as for the other
+/// hash maps.
+pub const DOMAINS_PER_SLOT: u32 = 1 << 20;
 
 /// Flow table entries unless the hardware profile says otherwise (`flow::FLOW_ENTRIES_*`); the
 /// loader overrides the declared size with `EbpfLoader::map_max_entries`.

@@ -14,7 +14,9 @@ pub enum Verdict {
 ///    A truncated or malformed IP packet drops (`malformed`).
 /// 2. `lan` ingress:
 ///    1. destination in a blocklist → `blocklist`
-///    2. (DNS query for a blocked domain → `domain`; arrives with the domain-blocking issue)
+///    2. DNS query (UDP to port 53, QR=0, OPCODE=0, QDCOUNT=1) for a listed name → `domain`; a
+///       question that cannot be walked → `malformed` unless the policy passes it (only with
+///       domain feeds)
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;

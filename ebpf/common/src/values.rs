@@ -98,8 +98,18 @@ pub struct Settings {
     pub alert_burst: u32,
     /// The rate-limit window in milliseconds; 0 = no limit.
     pub alert_window_ms: u32,
+    /// Seed of the domain-name hash (`crate::dname::start`) the slot's `DOMAINS` keys were hashed
+    /// with (issue 6).
+    pub domain_seed: u64,
+    /// `[domains] action = "sinkhole"`: the address an A query for a blocked name is answered
+    /// with (valid with [`SETTING_DNS_SINKHOLE_V4`]).
+    pub sinkhole_v4: [u8; 4],
+    /// TTL in seconds of a sinkhole answer record.
+    pub sinkhole_ttl: u32,
+    /// The address an AAAA query is answered with (valid with [`SETTING_DNS_SINKHOLE_V6`]).
+    pub sinkhole_v6: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 56);
+const _: () = assert!(core::mem::size_of::<Settings>() == 88);
 
 /// The drop-event rate limit of a policy unless it says otherwise, and of a slot without a policy.
 pub const ALERT_BURST_DEFAULT: u32 = 20;
@@ -107,6 +117,45 @@ pub const ALERT_WINDOW_MS_DEFAULT: u32 = 1000;
 
 /// Drop every non-first IPv4/IPv6 fragment instead of judging it on its addresses alone.
 pub const SETTING_DROP_FRAGMENTS: u32 = 1 << 0;
+/// `[domains] action = "nxdomain"`: answer a blocked DNS query with NXDOMAIN in place (XDP_TX)
+/// instead of dropping it (issue 6).
+pub const SETTING_DNS_NXDOMAIN: u32 = 1 << 1;
+/// `[domains] malformed = "pass"`: a DNS query whose question cannot be walked (compression
+/// pointer, bad label length, truncated) passes instead of dropping as `malformed`.
+pub const SETTING_DNS_MALFORMED_PASS: u32 = 1 << 2;
+/// The policy has domain feeds: DNS queries from the lan are inspected at all. Without it (no
+/// `[[domain_feed]]`) the data path does not look into UDP port 53, as before issue 6.
+pub const SETTING_DNS_INSPECT: u32 = 1 << 3;
+/// `[domains] action = "sinkhole"` with `sinkhole_v4`: A queries (class IN) for a blocked name are
+/// answered with `Settings::sinkhole_v4` (the answer is built in place like an NXDOMAIN, so
+/// [`SETTING_DNS_NXDOMAIN`] is set too; every other query type still gets NXDOMAIN).
+pub const SETTING_DNS_SINKHOLE_V4: u32 = 1 << 4;
+/// As [`SETTING_DNS_SINKHOLE_V4`] for AAAA queries and `Settings::sinkhole_v6`.
+pub const SETTING_DNS_SINKHOLE_V6: u32 = 1 << 5;
+
+/// Value of the [`crate::maps::DOMAINS`] map: what one listed name (keyed by its
+/// `crate::dname` hash) says, and the domain feed that said it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub struct DomainValue {
+    /// `crate::dname` `BLOCK_*`/`PASS_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 3],
+    /// Index of the domain feed the block (else the exception) is attributed to; the `rule` of a
+    /// `domain` verdict.
+    pub feed: u32,
+}
+const _: () = assert!(core::mem::size_of::<DomainValue>() == 8);
+
+impl DomainValue {
+    pub const fn new(flags: u8, feed: u32) -> Self {
+        DomainValue {
+            flags,
+            _pad: [0; 3],
+            feed,
+        }
+    }
+}
 
 impl Settings {
     pub const EMPTY: Settings = Settings {
@@ -116,6 +165,10 @@ impl Settings {
         image_hash: [0; 32],
         alert_burst: ALERT_BURST_DEFAULT,
         alert_window_ms: ALERT_WINDOW_MS_DEFAULT,
+        domain_seed: 0,
+        sinkhole_v4: [0; 4],
+        sinkhole_ttl: 0,
+        sinkhole_v6: [0; 16],
     };
 }
 
@@ -166,4 +219,6 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for super::DatapathConfig {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for super::DomainValue {}
 }

@@ -3,15 +3,16 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use gateway_common::{
+    Reason,
     event::{
-        AlertKey, AlertState, DropEvent, EVENT_DROP, EVENT_STAT_EMITTED, EVENT_STAT_LOST,
-        EVENT_STAT_SUPPRESSED,
+        AlertKey, AlertState, DnsDropEvent, DropEvent, EVENT_DROP, EVENT_DROP_DNS,
+        EVENT_STAT_EMITTED, EVENT_STAT_LOST, EVENT_STAT_SUPPRESSED,
     },
     flow::FlowKey,
 };
 
 use crate::{
-    atomic,
+    atomic, dns,
     maps::{ALERT_LIMIT, EVENT_STATS, EVENTS, count},
     mem,
     policy::Decision,
@@ -65,17 +66,45 @@ pub fn dropped(d: &Dropped) {
     let Some(carried) = admit(&akey, d.now, limit) else {
         return;
     };
-    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
-        // Userspace is behind. Keep the suppressed count for the next event of this key.
-        give_back(&akey, carried);
-        count(&EVENT_STATS, EVENT_STAT_LOST);
-        return;
-    };
-    // Written in place: the event never takes room on the stack.
-    // SAFETY: DropEvent is integers and byte arrays; all-zero is valid.
-    let ev = unsafe { mem::zero(&mut *entry) };
+    if d.decision.reason == Reason::Domain {
+        // The query name rides along: a record of its own kind, so other drops stay 72 bytes.
+        let Some(mut entry) = EVENTS.reserve::<DnsDropEvent>(0) else {
+            lost(&akey, carried);
+            return;
+        };
+        // SAFETY: DnsDropEvent is integers and byte arrays; all-zero is valid.
+        let ev = unsafe { mem::zero(&mut *entry) };
+        fill(&mut ev.drop, d, k, carried, EVENT_DROP_DNS);
+        dns::detail(&mut ev.dns);
+        entry.submit(0); // flags 0: see below
+    } else {
+        let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+            lost(&akey, carried);
+            return;
+        };
+        // Written in place: the event never takes room on the stack.
+        // SAFETY: DropEvent is integers and byte arrays; all-zero is valid.
+        let ev = unsafe { mem::zero(&mut *entry) };
+        fill(ev, d, k, carried, EVENT_DROP);
+        // Flags 0: the kernel wakes the reader only when it has caught up, so a burst of events
+        // costs one wake-up, not one each.
+        entry.submit(0);
+    }
+    count(&EVENT_STATS, EVENT_STAT_EMITTED);
+}
+
+/// Userspace is behind: keep the suppressed count for the next event of this key.
+#[inline(always)]
+fn lost(akey: &AlertKey, carried: u32) {
+    give_back(akey, carried);
+    count(&EVENT_STATS, EVENT_STAT_LOST);
+}
+
+/// The common part of every drop event.
+#[inline(always)]
+fn fill(ev: &mut DropEvent, d: &Dropped, k: &FlowKey, carried: u32, kind: u8) {
     ev.ts_ns = d.now;
-    ev.kind = EVENT_DROP;
+    ev.kind = kind;
     ev.reason = d.decision.reason as u8;
     ev.family = k.family;
     ev.proto = k.proto;
@@ -93,10 +122,6 @@ pub fn dropped(d: &Dropped) {
     let (src, dst) = (k.src, k.dst);
     ev.src = src;
     ev.dst = dst;
-    // Flags 0: the kernel wakes the reader only when it has caught up, so a burst of events costs
-    // one wake-up, not one each.
-    entry.submit(0);
-    count(&EVENT_STATS, EVENT_STAT_EMITTED);
 }
 
 /// Counts one drop against its key's burst. `Some(suppressed since the last event)` when an event

@@ -10,6 +10,7 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod dns;
 mod events;
 mod flows;
 mod maps;
@@ -24,7 +25,11 @@ use aya_ebpf::{
 };
 use gateway_common::{
     Reason, Role, Verdict,
-    values::{ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DROP_FRAGMENTS},
+    event::DNS_DROPPED,
+    maps::IPPROTO_TCP,
+    values::{
+        ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
+    },
 };
 
 use crate::{
@@ -47,8 +52,26 @@ pub fn gateway(ctx: XdpContext) -> u32 {
     let reason = j.decision.reason;
     stats::record(j.row, reason, bytes);
     let verdict = reason.verdict();
+    // A blocked DNS query may be answered in place (`[domains] action = "nxdomain"/"sinkhole"`):
+    // still a drop for the counters and the flow, but the frame leaves by the port it came in on.
+    let answer = reason == Reason::Domain && j.answer;
+    if answer {
+        dns::answer(
+            &ctx,
+            j.slot,
+            &dns::Place {
+                l3: pkt.l3 as u32,
+                l4: pkt.l4 as u32,
+                v6: matches!(pkt.addrs, parse::Addrs::V6 { .. }),
+                tcp: pkt.proto == IPPROTO_TCP,
+            },
+        );
+    }
     if j.flow || verdict == Verdict::Drop {
         telemetry(ctx.ingress_ifindex() as u32, &pkt, &j, bytes as u32);
+    }
+    if answer && dns::answered() != DNS_DROPPED {
+        return xdp_action::XDP_TX;
     }
     action(verdict)
 }
@@ -107,6 +130,10 @@ struct Judgement {
     flow: bool,
     /// The drop-event rate limit of the policy in force (defaults without one).
     limit: Limit,
+    /// The policy slot in force (meaningful once a policy was found).
+    slot: u8,
+    /// A `domain` drop is to be answered in place (`SETTING_DNS_NXDOMAIN`).
+    answer: bool,
 }
 
 /// Parsing, pre-checks, then the verdict order of the ingress role (see `Reason`'s documentation).
@@ -126,12 +153,15 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
             burst: ALERT_BURST_DEFAULT,
             window_ms: ALERT_WINDOW_MS_DEFAULT,
         },
+        slot: 0,
+        answer: false,
     };
     let Some(role) = maps::port_role(ctx.ingress_ifindex() as u32) else {
         return j;
     };
     j.row = role as u32;
     let slot = maps::active_slot();
+    j.slot = slot;
     let Some(settings) = maps::settings(slot) else {
         j.decision = Decision::plain(Reason::NoPolicy);
         return j;
@@ -153,12 +183,13 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
     }
     let pkt = &*pkt;
     j.flow = true;
+    j.answer = settings.flags & SETTING_DNS_NXDOMAIN != 0;
     if pkt.later_fragment && settings.flags & SETTING_DROP_FRAGMENTS != 0 {
         j.decision = Decision::plain(Reason::Fragment);
         return j;
     }
     j.decision = match role {
-        Role::Lan => policy::lan_ingress(ctx, slot, pkt),
+        Role::Lan => policy::lan_ingress(ctx, slot, settings, pkt),
         Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
         Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };

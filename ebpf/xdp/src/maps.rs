@@ -10,10 +10,12 @@ use gateway_common::{
     Role,
     event::{AlertKey, AlertState, EVENT_STATS_LEN},
     flow::{FLOW_STATS_LEN, FlowKey, FlowValue},
-    keys::{self, Allow4Key, Allow6Key, V4Key, V6Key},
+    keys::{self, Allow4Key, Allow6Key, DomainKey, V4Key, V6Key},
     maps as m,
-    values::{AllowSet, Counter, PortConf, Settings},
+    values::{AllowSet, Counter, DomainValue, PortConf, Settings},
 };
+
+use crate::dns::Scratch;
 
 #[map]
 pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
@@ -63,6 +65,14 @@ pub static ALLOW4: LpmTrie<Allow4Key, AllowSet> =
 #[map]
 pub static ALLOW6: LpmTrie<Allow6Key, AllowSet> =
     LpmTrie::with_max_entries(m::SLOTS * m::SMALL_PER_SLOT, 0);
+#[map]
+pub static DOMAINS: HashMap<DomainKey, DomainValue> =
+    HashMap::with_max_entries(m::SLOTS * m::DOMAINS_PER_SLOT, NO_PREALLOC);
+
+/// Per-CPU working memory of the DNS inspection (the question and its label offsets): far more
+/// than the 512-byte BPF stack could hold beside the verdict code. Not a policy map; not pinned.
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 // Telemetry: written by the kernel, read (and for FLOWS, pruned) by userspace. The flow table is
 // preallocated (LRU maps always are): its memory is fixed by the profile's `flow_entries`, which the
@@ -179,6 +189,14 @@ pub fn shared6(slot: u8, addr: [u8; 16]) -> Option<u32> {
     SHARED6
         .get(Key::new(FULL6, keys::v6_key(slot, addr)))
         .copied()
+}
+
+/// What the slot's domain map says of a name hash.
+#[inline(always)]
+pub fn domain(slot: u8, hash: u64) -> Option<DomainValue> {
+    let v = DOMAINS.get_ptr(keys::domain_key(slot, hash))?;
+    // SAFETY: the pointer comes from a successful lookup and points at a DomainValue.
+    Some(unsafe { *v })
 }
 
 /// The rules admitted for `src` towards `system` (longest source-prefix match).

@@ -48,6 +48,15 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// ICMP/ICMPv6 `[type, code]`; zero for other protocols.
     pub icmp: [u8; 2],
+    /// UDP and TCP: offset of the payload in the frame and its length (UDP: the UDP length
+    /// field's, cut to the IP payload, 0 when the field is below 8; TCP: the rest of the IP
+    /// payload after the header). For DNS inspection via [`load_bytes`].
+    pub payload: u16,
+    pub payload_len: u16,
+    /// Offsets of the IP header and of the upper-layer header in the frame (for a DNS answer
+    /// built in place); `l4` is 0 for a later fragment.
+    pub l3: u16,
+    pub l4: u16,
 }
 
 impl Packet {
@@ -77,6 +86,10 @@ impl Packet {
         later_fragment: false,
         tcp_flags: 0,
         icmp: [0; 2],
+        payload: 0,
+        payload_len: 0,
+        l3: 0,
+        l4: 0,
     };
 }
 
@@ -194,6 +207,10 @@ fn parse_ipv4(f: &Frame, l3: usize) -> Option<Packet> {
         later_fragment: frag_offset != 0,
         tcp_flags: 0,
         icmp: [0; 2],
+        payload: 0,
+        payload_len: 0,
+        l3: l3 as u16,
+        l4: 0,
     };
     if !pkt.later_fragment {
         parse_l4(f, &mut pkt, l3 + ihl, l3 + total, IPPROTO_ICMP)?;
@@ -224,6 +241,10 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
         later_fragment: false,
         tcp_flags: 0,
         icmp: [0; 2],
+        payload: 0,
+        payload_len: 0,
+        l3: l3 as u16,
+        l4: 0,
     };
     let base = l3 + 40;
     let end = base + payload;
@@ -275,6 +296,7 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
 /// Checks the upper-layer header lies within `[l4, end)` and reads the ports. `None` = malformed.
 #[inline(always)]
 fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Option<()> {
+    pkt.l4 = l4 as u16;
     match pkt.proto {
         IPPROTO_TCP => {
             if l4 + 20 > end {
@@ -287,6 +309,8 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             }
             set_ports(pkt, h[0], h[1], h[2], h[3]);
             pkt.tcp_flags = h[13];
+            pkt.payload = (l4 + doff * 4) as u16;
+            pkt.payload_len = (end - (l4 + doff * 4)) as u16;
         }
         IPPROTO_UDP => {
             if l4 + 8 > end {
@@ -294,6 +318,11 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             }
             let h = f.bytes::<8>(l4)?;
             set_ports(pkt, h[0], h[1], h[2], h[3]);
+            let udp_len = u16::from_be_bytes([h[4], h[5]]) as usize;
+            let room = end - l4;
+            let len = if udp_len < room { udp_len } else { room };
+            pkt.payload = (l4 + 8) as u16;
+            pkt.payload_len = len.saturating_sub(8) as u16;
         }
         p if p == icmp => {
             if l4 + 4 > end {
@@ -305,6 +334,32 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
         _ => {}
     }
     Some(())
+}
+
+/// Copies `len` bytes of the frame at `off` into `buf` (`0 < len ≤ N`, checked); `false` when they
+/// are not all in the packet. The kernel does the bounds check (`bpf_xdp_load_bytes`), so the
+/// caller can work on its own copy with plain array indexing.
+#[inline(always)]
+pub fn load_bytes<const N: usize>(
+    ctx: &XdpContext,
+    off: usize,
+    buf: &mut [u8; N],
+    len: usize,
+) -> bool {
+    if len == 0 || len > N || off > MAX_OFFSET {
+        return false;
+    }
+    // SAFETY: `buf` is valid for `len` ≤ N bytes of writes; the helper checks `off + len` against
+    // the packet itself and fails rather than read past it.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_xdp_load_bytes(
+            ctx.ctx,
+            off as u32,
+            buf.as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    rc == 0
 }
 
 #[inline(always)]

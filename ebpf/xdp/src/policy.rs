@@ -4,9 +4,15 @@
 //! drop events; neither changes the verdict.
 
 use aya_ebpf::programs::XdpContext;
-use gateway_common::{Reason, Role, flow::NO_RULE};
+use gateway_common::{
+    Reason, Role,
+    flow::NO_RULE,
+    maps::{IPPROTO_TCP, IPPROTO_UDP},
+    values::{SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, Settings},
+};
 
 use crate::{
+    dns::{self, Dns},
     maps,
     parse::{Addrs, Packet},
     route::{self, Egress},
@@ -16,7 +22,7 @@ use crate::{
 #[derive(Clone, Copy)]
 pub struct Decision {
     pub reason: Reason,
-    /// Feed id (blocklists), shared-system id (packets to a shared system), else `NO_RULE`.
+    /// Feed id (blocklists), domain-feed id (`domain`), shared-system id (packets to a shared system), else `NO_RULE`.
     pub rule: u32,
     /// Egress ifindex of the last FIB lookup; 0 when none was made or it found no port.
     pub egress: u32,
@@ -39,9 +45,9 @@ impl Decision {
     }
 }
 
-/// `lan` ingress: 1 blocklist, 2 (domain: not yet), 3 isolated, 4 shared system, 5 pass.
+/// `lan` ingress: 1 blocklist, 2 domain, 3 isolated, 4 shared system, 5 pass.
 #[inline(always)]
-pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Decision {
+pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
     // 1. Destination in a blocklist.
     let blocked = match pkt.addrs {
         Addrs::V4 { dst, .. } => maps::blocked4(slot, dst),
@@ -49,6 +55,21 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Decision {
     };
     if let Some(feed) = blocked {
         return Decision::new(Reason::Blocklist, feed, 0);
+    }
+    // 2. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
+    //    policy has domain feeds.
+    if settings.flags & SETTING_DNS_INSPECT != 0
+        && pkt.has_ports
+        && pkt.dport == 53
+        && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && pkt.payload_len != 0))
+    {
+        match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
+            Dns::Block(feed) => return Decision::new(Reason::Domain, feed, 0),
+            Dns::Malformed if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
+                return Decision::plain(Reason::Malformed);
+            }
+            Dns::Malformed | Dns::Pass => {}
+        }
     }
     let mut egress = 0;
     // 3. An isolated host may only talk to the gateway itself or leave by the dedicated port towards

@@ -40,8 +40,11 @@ pub struct Alert {
     /// Name and generation of the policy in force.
     pub policy: String,
     pub generation: u64,
-    /// The blocked domain (domain-blocking issue); `None` for now.
+    /// Reason `domain`: the query name of the blocked DNS query.
     pub domain: Option<String>,
+    /// Reason `domain`: the listed name that blocked it (`*.example.com` when it matched a name
+    /// below the listed one).
+    pub domain_match: Option<String>,
 }
 
 /// IANA protocol numbers the sentence and the JSON name; the rest print as `proto <n>`.
@@ -105,8 +108,38 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// `blocked DNS query evil.example.com (matched *.example.com, domain_feed:threats) from
+    /// 10.10.0.2 on lan0`: what the SOC needs first about a blocked name.
+    fn fmt_dns(&self, f: &mut fmt::Formatter<'_>, domain: &str) -> fmt::Result {
+        write!(f, "{} DNS query {domain} (", self.verb())?;
+        if let Some(m) = &self.domain_match {
+            write!(f, "matched {m}, ")?;
+        }
+        write!(f, "{})", self.rule)?;
+        if let Some(src) = self.src {
+            let port = has_ports(self.proto).then_some(self.sport);
+            write!(f, " from {}", Endpoint(src, port))?;
+        }
+        if let Some(dst) = self.dst {
+            let proto = proto_name(self.proto).unwrap_or("ip");
+            write!(f, " to {}/{proto}", Endpoint(dst, Some(self.dport)))?;
+        }
+        write!(f, " on {}", self.ingress)?;
+        if self.suppressed > 0 {
+            write!(f, ", +{} similar suppressed", self.suppressed)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Alert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reason == Reason::Domain
+            && let Some(domain) = &self.domain
+        {
+            return self.fmt_dns(f, domain);
+        }
         write!(f, "{} ", self.verb())?;
         match (self.src, self.dst) {
             (Some(src), Some(dst)) => {
@@ -173,6 +206,7 @@ struct JsonOut<'a> {
     policy: &'a str,
     generation: u64,
     domain: Option<&'a str>,
+    domain_match: Option<&'a str>,
     message: String,
 }
 
@@ -198,6 +232,8 @@ struct JsonIn {
     policy: String,
     generation: u64,
     domain: Option<String>,
+    #[serde(default)]
+    domain_match: Option<String>,
 }
 
 impl Serialize for Alert {
@@ -228,6 +264,7 @@ impl Serialize for Alert {
             policy: &self.policy,
             generation: self.generation,
             domain: self.domain.as_deref(),
+            domain_match: self.domain_match.as_deref(),
             message: self.sentence(),
         }
         .serialize(serializer)
@@ -263,6 +300,7 @@ impl<'de> Deserialize<'de> for Alert {
             policy: j.policy,
             generation: j.generation,
             domain: j.domain,
+            domain_match: j.domain_match,
         })
     }
 }
@@ -296,6 +334,7 @@ pub(crate) mod tests {
             policy: "ward-office".to_owned(),
             generation: 3,
             domain: None,
+            domain_match: None,
         }
     }
 
@@ -358,11 +397,20 @@ pub(crate) mod tests {
         a.reason = Reason::Domain;
         a.proto = 17;
         a.dport = 53;
-        a.domain = Some("evil.example".to_owned());
+        a.domain = Some("www.evil.example".to_owned());
+        a.domain_match = Some("*.evil.example".to_owned());
+        a.rule = "domain_feed:soc-domains".to_owned();
         assert_eq!(
             a.sentence(),
-            "blocked 10.10.0.2:51234 → 203.0.113.66:53/udp on lan0: domain evil.example \
-             (feed:soc-indicators)"
+            "blocked DNS query www.evil.example (matched *.evil.example, domain_feed:soc-domains) \
+             from 10.10.0.2:51234 to 203.0.113.66:53/udp on lan0"
+        );
+        // A `domain` alert without a name (never from the data path) keeps the general shape.
+        a.domain = None;
+        a.domain_match = None;
+        assert_eq!(
+            a.sentence(),
+            "blocked 10.10.0.2:51234 → 203.0.113.66:53/udp on lan0: domain (domain_feed:soc-domains)"
         );
     }
 
@@ -393,6 +441,7 @@ pub(crate) mod tests {
             "policy": "ward-office",
             "generation": 3,
             "domain": null,
+            "domain_match": null,
             "message": "blocked 10.10.0.2:51234 → 203.0.113.66:443/tcp on lan0: blocklist (feed:soc-indicators)",
         });
         assert_eq!(json, expected);

@@ -247,6 +247,9 @@ pub fn format_rfc5424(alert: &Alert, facility: Facility, procid: u32) -> String 
     if let Some(domain) = &alert.domain {
         param("domain", domain);
     }
+    if let Some(matched) = &alert.domain_match {
+        param("domain_match", matched);
+    }
     out.push_str("] ");
     out.push_str(BOM);
     out.push_str(&alert.sentence());

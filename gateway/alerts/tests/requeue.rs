@@ -35,6 +35,7 @@ fn alert(n: u64) -> Alert {
         policy: "ward-office".to_owned(),
         generation: n,
         domain: None,
+        domain_match: None,
     }
 }
 

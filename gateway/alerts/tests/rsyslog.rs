@@ -66,6 +66,7 @@ fn alert(n: u64) -> Alert {
         policy: r#"ward "office" ]\"#.to_owned(),
         generation: n,
         domain: n.is_multiple_of(5).then(|| format!("evil-{n}.example")),
+        domain_match: None,
     }
 }
 

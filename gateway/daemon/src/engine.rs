@@ -6,7 +6,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use gateway_common::event::DropEvent;
 use gateway_common::{Reason, Verdict, values::DatapathConfig};
 use gateway_dataplane::{
     ApplyReport, AttachedPort, Dataplane, DataplaneError, EventReader, LoadOptions, Persistence,
@@ -377,7 +376,7 @@ impl Engine {
     }
 
     /// A drop event from the data path → alert.
-    pub fn on_event(&mut self, ev: &DropEvent) {
+    pub fn on_event(&mut self, ev: &gateway_dataplane::DropRecord) {
         self.telemetry.alert(
             ev,
             &self.names,
@@ -799,8 +798,8 @@ impl Engine {
     }
 }
 
-/// The files a policy names (feed files, remote feeds' CA files), relative to its directory: what
-/// travels with it in a bundle.
+/// The files a policy names (address feed files, remote feeds' CA files, domain feed files),
+/// relative to its directory: what travels with it in a bundle.
 fn named_files(summary: &Summary) -> Vec<PathBuf> {
     summary
         .feeds
@@ -808,6 +807,7 @@ fn named_files(summary: &Summary) -> Vec<PathBuf> {
         .flat_map(|f| [f.path.as_ref(), f.ca.as_ref()])
         .flatten()
         .map(PathBuf::from)
+        .chain(summary.domain_feeds.iter().map(|f| PathBuf::from(&f.path)))
         .collect()
 }
 

@@ -8,7 +8,8 @@ use std::os::fd::{AsFd as _, BorrowedFd};
 use aya::maps::{HashMap, IterableMap as _, MapData, PerCpuArray, RingBuf};
 use gateway_common::{
     event::{
-        AlertKey, AlertState, DropEvent, EVENT_STAT_EMITTED, EVENT_STAT_LOST, EVENT_STAT_SUPPRESSED,
+        AlertKey, AlertState, DnsDetail, DropEvent, EVENT_STAT_EMITTED, EVENT_STAT_LOST,
+        EVENT_STAT_SUPPRESSED,
     },
     maps as names,
 };
@@ -19,6 +20,14 @@ use crate::{
     flows::{dup, map_err},
     stats::sum_per_cpu,
 };
+
+/// One record of the ring buffer: the drop event, and for a DNS query dropped (or answered) as
+/// `domain` the query name and the listed suffix behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropRecord {
+    pub event: DropEvent,
+    pub dns: Option<DnsDetail>,
+}
 
 /// The kernel's event counters, summed over CPUs, since the maps were created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,7 +138,7 @@ impl Dataplane {
 
 impl EventReader {
     /// The next event, waiting until there is one.
-    pub async fn next(&mut self) -> Result<DropEvent, DataplaneError> {
+    pub async fn next(&mut self) -> Result<DropRecord, DataplaneError> {
         loop {
             if let Some(ev) = self.try_next() {
                 return Ok(ev);
@@ -149,12 +158,12 @@ impl EventReader {
     }
 
     /// The next event if one is waiting, without blocking.
-    pub fn try_next(&mut self) -> Option<DropEvent> {
+    pub fn try_next(&mut self) -> Option<DropRecord> {
         next_event(self.ring.get_mut(), &mut self.skipped)
     }
 
     /// Events waiting now, appended to `out` (at most `max`); returns how many. Never blocks.
-    pub fn drain(&mut self, out: &mut Vec<DropEvent>, max: usize) -> usize {
+    pub fn drain(&mut self, out: &mut Vec<DropRecord>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             match self.try_next() {
@@ -179,11 +188,16 @@ impl EventReader {
     }
 }
 
-fn next_event(ring: &mut RingBuf<MapData>, skipped: &mut u64) -> Option<DropEvent> {
+fn next_event(ring: &mut RingBuf<MapData>, skipped: &mut u64) -> Option<DropRecord> {
     loop {
         let item = ring.next()?;
         match DropEvent::from_bytes(&item) {
-            Some(ev) => return Some(ev),
+            Some(event) => {
+                return Some(DropRecord {
+                    event,
+                    dns: DnsDetail::from_bytes(&item),
+                });
+            }
             None => *skipped += 1,
         }
     }

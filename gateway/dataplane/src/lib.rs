@@ -16,13 +16,13 @@ mod testrun;
 
 pub use compat::MapShape;
 pub use error::DataplaneError;
-pub use events::{EventReader, EventStats};
+pub use events::{DropRecord, EventReader, EventStats};
 pub use flows::{FlowEntry, FlowStats, FlowTable};
 pub use pins::PinLayout;
 pub use ports::{AttachedPort, XdpModeName, resolve_port};
 pub use slots::{ActiveInfo, ApplyReport};
 pub use stats::CounterRow;
-pub use testrun::{Program, RunOutcome, Runner, XDP_DROP, XDP_PASS};
+pub use testrun::{Program, RunOutcome, Runner, XDP_DROP, XDP_PASS, XDP_TX};
 
 use std::{os::fd::AsRawFd as _, path::PathBuf};
 

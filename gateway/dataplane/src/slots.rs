@@ -16,9 +16,9 @@ use aya::{
     },
 };
 use gateway_common::{
-    keys::{self, Allow4Key, Allow6Key, V4Key, V6Key},
+    keys::{self, Allow4Key, Allow6Key, DomainKey, V4Key, V6Key},
     maps as names,
-    values::{AllowSet, Counter, MAX_ALLOW_RULES, PortConf, PortRule, Settings},
+    values::{AllowSet, Counter, DomainValue, MAX_ALLOW_RULES, PortConf, PortRule, Settings},
 };
 use gateway_policy::image::MapImage;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -39,10 +39,11 @@ pub struct PolicyMaps {
     lpm: LpmMaps,
 }
 
-/// The exact-address blocklists (hash maps, written in batches).
+/// The exact-address blocklists and the listed domain names (hash maps, written in batches).
 struct ExactMaps {
     block4: HashMap<MapData, V4Key, u32>,
     block6: HashMap<MapData, V6Key, u32>,
+    domains: HashMap<MapData, DomainKey, DomainValue>,
 }
 
 /// Every LPM trie (written entry by entry).
@@ -94,6 +95,7 @@ impl PolicyMaps {
             (names::GOVNET6, raw(&m.lpm.govnet6)),
             (names::ALLOW4, raw(&m.lpm.allow4)),
             (names::ALLOW6, raw(&m.lpm.allow6)),
+            (names::DOMAINS, raw(&m.exact.domains)),
         ]
     }
 
@@ -106,6 +108,7 @@ impl PolicyMaps {
             exact: ExactMaps {
                 block4: take(ebpf, names::BLOCK4_EXACT)?,
                 block6: take(ebpf, names::BLOCK6_EXACT)?,
+                domains: take(ebpf, names::DOMAINS)?,
             },
             lpm: LpmMaps {
                 block4: take(ebpf, names::BLOCK4_LPM)?,
@@ -245,6 +248,10 @@ impl crate::Dataplane {
             image_hash: image.hash(),
             alert_burst: image.alert_limit.burst,
             alert_window_ms: image.alert_limit.window_ms,
+            domain_seed: image.domain_seed,
+            sinkhole_v4: image.sinkhole.v4.map_or([0; 4], |a| a.octets()),
+            sinkhole_ttl: image.sinkhole.ttl,
+            sinkhole_v6: image.sinkhole.v6.map_or([0; 16], |a| a.octets()),
         };
         m.settings
             .set(target as u32, settings, 0)
@@ -448,7 +455,16 @@ fn write_diff(
             |a| keys::v6_key(slot, a.octets()),
             copy,
         )
-        .map_err(e(names::BLOCK6_EXACT))
+        .map_err(e(names::BLOCK6_EXACT))?;
+        sync_hash(
+            &exact_maps.domains,
+            &old.domains,
+            &new.domains,
+            c,
+            |h| keys::domain_key(slot, *h),
+            |v| *v,
+        )
+        .map_err(e(names::DOMAINS))
     };
     let mut c = Counts::default();
     let mut exact_counts = Counts::default();
@@ -555,6 +571,7 @@ fn purge_slot(m: &mut PolicyMaps, slot: u8) -> Result<usize, DataplaneError> {
     let mut n = 0;
     n += purge_hash(&mut m.exact.block4, slot).map_err(map_err(names::BLOCK4_EXACT))?;
     n += purge_hash(&mut m.exact.block6, slot).map_err(map_err(names::BLOCK6_EXACT))?;
+    n += purge_hash(&mut m.exact.domains, slot).map_err(map_err(names::DOMAINS))?;
     let m = &mut m.lpm;
     n += purge_lpm(&mut m.block4, slot).map_err(map_err(names::BLOCK4_LPM))?;
     n += purge_lpm(&mut m.block6, slot).map_err(map_err(names::BLOCK6_LPM))?;

@@ -5,7 +5,7 @@
 //! 1. Parse; non-IP passes, malformed drops.
 //! 2. `lan` ingress:
 //!    1. destination in a blocklist → `blocklist`            (block4/6_exact, block4/6_prefixes)
-//!    2. (DNS query for a blocked domain → `domain`; not yet)
+//!    2. DNS query (UDP to port 53) for a listed name → `domain`        (domains)
 //!    3. source isolated and not heading into the dedicated network → `isolated`  (isolated4/6, govnet)
 //!    4. destination a shared system: source/protocol/port allowed → else `not_allowed`
 //!       (shared4/6 → system; allow4/6 longest match of the source); route via dedicated → else
@@ -34,16 +34,20 @@ use std::path::Path;
 use gateway_common::Role;
 use gateway_common::maps::{
     BLOCK4_EXACT_PER_SLOT, BLOCK4_LPM_PER_SLOT, BLOCK6_EXACT_PER_SLOT, BLOCK6_LPM_PER_SLOT,
+    DOMAINS_PER_SLOT,
 };
 use gateway_common::values::{
-    GOVNET_DEDICATED, GOVNET_SHARED, MAX_ALLOW_RULES, PortRule, SETTING_DROP_FRAGMENTS,
+    DomainValue, GOVNET_DEDICATED, GOVNET_SHARED, MAX_ALLOW_RULES, PortRule, SETTING_DNS_INSPECT,
+    SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DNS_SINKHOLE_V4,
+    SETTING_DNS_SINKHOLE_V6, SETTING_DROP_FRAGMENTS,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::domains::{DomainFeed, DomainFormat, DomainSet, Scope, parse_domains};
 use crate::error::{ErrorKind, PolicyError, Warning, read_file};
 use crate::feeds::{FeedFormat, Sourced, parse_feed};
 use crate::image::{FeedId, FeedInfo, MapImage, SystemId, SystemInfo, hex};
-use crate::policy::{Located, Policy, Protocol, load_policy, parse_policy};
+use crate::policy::{DomainAction, Located, Policy, Protocol, load_policy, parse_policy};
 use crate::prefixes::{Prefix, Tagged, carve, remove_covered};
 use crate::profile::Profile;
 
@@ -71,6 +75,8 @@ pub struct Summary {
     pub profile: String,
     pub image_hash: [u8; 32],
     pub feeds: Vec<FeedSummary>,
+    /// Domain feeds in id order (empty without `[[domain_feed]]`).
+    pub domain_feeds: Vec<DomainFeedSummary>,
     /// Entries per image section, in [`MapImage::sections`] order.
     pub sections: Vec<(&'static str, usize)>,
     pub warnings: usize,
@@ -95,6 +101,30 @@ pub struct FeedSummary {
     pub excepted: u64,
     /// Entries in the image after de-duplication (= `FeedInfo::entries`).
     pub entries: u64,
+}
+
+/// What one domain feed contributed (see [`crate::domains::DomainFeedStats`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainFeedSummary {
+    pub name: String,
+    pub format: DomainFormat,
+    /// Path as written in the policy.
+    pub path: String,
+    pub exact_only: bool,
+    /// Entries parsed from the file.
+    pub read: u64,
+    /// Hosts-file names of the file itself (`localhost`, …), ignored.
+    pub ignored_local: u64,
+    /// Records the data path cannot enforce (RPZ `rpz-ip`, …), skipped.
+    pub unsupported: u64,
+    /// Entries folded into an earlier entry of the same name.
+    pub duplicates: u64,
+    /// Rules dropped because a blocked parent already covers them.
+    pub covered: u64,
+    /// Names this feed blocks in the image.
+    pub blocks: u64,
+    /// Exceptions this feed adds to the image.
+    pub exceptions: u64,
 }
 
 /// Entry count of each section of an image, in [`MapImage::sections`] order.
@@ -126,6 +156,41 @@ impl fmt::Display for Summary {
                 feed.entries,
                 feed.path.as_deref().or(feed.url.as_deref()).unwrap_or("-")
             )?;
+        }
+        if !self.domain_feeds.is_empty() {
+            writeln!(f, "domain feeds:")?;
+            writeln!(
+                f,
+                "  {:>2}  {:<24} {:<6} {:>9} {:>7} {:>11} {:>10} {:>7} {:>9} {:>10}  path",
+                "id",
+                "name",
+                "format",
+                "read",
+                "local",
+                "unsupported",
+                "duplicates",
+                "covered",
+                "blocks",
+                "exceptions"
+            )?;
+            for (id, d) in self.domain_feeds.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  {:>2}  {:<24} {:<6} {:>9} {:>7} {:>11} {:>10} {:>7} {:>9} {:>10}  {}{}",
+                    id,
+                    d.name,
+                    d.format.as_str(),
+                    d.read,
+                    d.ignored_local,
+                    d.unsupported,
+                    d.duplicates,
+                    d.covered,
+                    d.blocks,
+                    d.exceptions,
+                    d.path,
+                    if d.exact_only { " (exact only)" } else { "" }
+                )?;
+            }
         }
         writeln!(f, "sections:")?;
         for (name, n) in &self.sections {
@@ -184,11 +249,8 @@ pub fn compile_policy_with_store(
     let feeds = add_blocklists(policy, &mut image, &mut warnings, store)?;
     add_systems_and_networks(policy, &mut image);
     add_allow_rules(policy, &mut image)?;
-    image.settings_flags = if policy.drop_fragments {
-        SETTING_DROP_FRAGMENTS
-    } else {
-        0
-    };
+    let domain_feeds = add_domains(policy, &mut image, &mut warnings)?;
+    image.settings_flags = settings_flags(policy);
     // The data path rate-limits alerts per policy slot, so a new limit applies atomically with
     // the rest of the policy.
     image.alert_limit = crate::image::AlertLimit {
@@ -203,6 +265,7 @@ pub fn compile_policy_with_store(
         profile: profile.name.clone(),
         image_hash: image.hash(),
         feeds,
+        domain_feeds,
         sections: section_counts(&image),
         warnings: warnings.len(),
     };
@@ -213,6 +276,133 @@ pub fn compile_policy_with_store(
         telemetry: policy.telemetry.clone(),
         policy: policy.clone(),
     })
+}
+
+/// The slot's `SETTING_*` bits.
+fn settings_flags(policy: &Policy) -> u32 {
+    let mut flags = 0;
+    if policy.drop_fragments {
+        flags |= SETTING_DROP_FRAGMENTS;
+    }
+    // Without domain feeds the data path does not look into DNS at all, and the DNS bits stay 0 so
+    // such a policy's settings (and image hash) are what they were before domain blocking.
+    if !policy.domain_feeds.is_empty() {
+        flags |= SETTING_DNS_INSPECT;
+        match policy.domains.action {
+            DomainAction::Nxdomain => flags |= SETTING_DNS_NXDOMAIN,
+            // Answered in place like NXDOMAIN; the family bits say which queries get an address.
+            DomainAction::Sinkhole => {
+                flags |= SETTING_DNS_NXDOMAIN;
+                if policy.domains.sinkhole_v4.is_some() {
+                    flags |= SETTING_DNS_SINKHOLE_V4;
+                }
+                if policy.domains.sinkhole_v6.is_some() {
+                    flags |= SETTING_DNS_SINKHOLE_V6;
+                }
+            }
+            DomainAction::Drop => {}
+        }
+        if policy.domains.pass_malformed {
+            flags |= SETTING_DNS_MALFORMED_PASS;
+        }
+    }
+    flags
+}
+
+/// The name-hash seed of the domain map. 0 for now, so the reference model, the tests and the data
+/// path agree without passing a secret around; see [`MapImage::domain_seed`] for why a per-box
+/// secret seed is the next step (FNV-1a chosen collisions against exception entries).
+pub const DOMAIN_SEED: u64 = 0;
+
+/// Domain feeds into the `domains` section (one entry per listed name, keyed by its hash); returns
+/// the per-feed summary. A bad line refuses the policy (`file:line: entry: …`), as for address
+/// feeds: a half-read list would silently unblock what it failed to read.
+fn add_domains(
+    policy: &Policy,
+    image: &mut MapImage,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<DomainFeedSummary>, PolicyError> {
+    let mut parsed = Vec::with_capacity(policy.domain_feeds.len());
+    for feed in &policy.domain_feeds {
+        let text = read_file(&feed.path, &policy.path, feed.line, "domain_feed.path")?;
+        let bare = if feed.exact_only {
+            Scope::Exact
+        } else {
+            Scope::Subtree
+        };
+        let mut entries = parse_domains(&text, &feed.path, feed.format, bare)?;
+        drop(text);
+        warnings.append(&mut entries.warnings);
+        parsed.push(entries);
+    }
+    let inputs: Vec<DomainFeed<'_>> = policy
+        .domain_feeds
+        .iter()
+        .zip(&parsed)
+        .enumerate()
+        .map(|(i, (feed, entries))| DomainFeed {
+            id: FeedId::try_from(i).unwrap_or(FeedId::MAX),
+            name: &feed.name,
+            entries,
+        })
+        .collect();
+    let set = DomainSet::build(&inputs, DOMAIN_SEED)?;
+    drop(inputs);
+    drop(parsed);
+    if set.len() > DOMAINS_PER_SLOT as usize {
+        let (line, field) = policy
+            .domain_feeds
+            .last()
+            .map_or((1, "domain_feed"), |f| (f.line, "domain_feed.path"));
+        check_limits(
+            policy,
+            &[("domains", set.len(), DOMAINS_PER_SLOT)],
+            line,
+            field,
+        )?;
+    }
+    image.domain_seed = set.seed();
+    if policy.domains.action == DomainAction::Sinkhole {
+        image.sinkhole = crate::image::Sinkhole {
+            v4: policy.domains.sinkhole_v4,
+            v6: policy.domains.sinkhole_v6,
+            ttl: policy.domains.sinkhole_ttl,
+        };
+    }
+    // Rules come sorted by hash: the tree is built in bulk.
+    image.domains = set
+        .rules()
+        .map(|r| {
+            let feed = r.block_feed.or(r.pass_feed).unwrap_or(FeedId::MAX);
+            (r.hash, DomainValue::new(r.flags, feed))
+        })
+        .collect();
+    let summaries: Vec<DomainFeedSummary> = policy
+        .domain_feeds
+        .iter()
+        .zip(set.feeds())
+        .map(|(feed, st)| DomainFeedSummary {
+            name: feed.name.clone(),
+            format: feed.format,
+            path: feed.rel_path.clone(),
+            exact_only: feed.exact_only,
+            read: st.read,
+            ignored_local: st.ignored_local,
+            unsupported: st.unsupported,
+            duplicates: st.duplicates,
+            covered: st.covered,
+            blocks: st.blocks,
+            exceptions: st.exceptions,
+        })
+        .collect();
+    image.domain_feeds = summaries
+        .iter()
+        .map(|d| FeedInfo {
+            name: d.name.clone(),
+            entries: d.blocks + d.exceptions,
+        })
+        .collect();
+    Ok(summaries)
 }
 
 /// Feeds and the inline blocklist into the four blocklist sections; returns the per-feed summary.

@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Peekable;
 
+use gateway_common::dname::{BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
 use gateway_common::maps::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
-use gateway_common::values::{GOVNET_DEDICATED, GOVNET_SHARED, PortRule, SETTING_DROP_FRAGMENTS};
+use gateway_common::values::{
+    DomainValue, GOVNET_DEDICATED, GOVNET_SHARED, PortRule, SETTING_DNS_INSPECT,
+    SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
+};
 
 use crate::image::{FeedId, MapImage, SystemId, hex};
 
@@ -127,6 +131,8 @@ pub fn diff_with_examples(old: &MapImage, new: &MapImage, max_examples: usize) -
     let settings = |img: &MapImage| {
         BTreeMap::from([
             ("fragments", fragments(img.settings_flags).to_string()),
+            ("dns", dns_settings(img.settings_flags, img.domain_seed)),
+            ("sinkhole", sinkhole(&img.sinkhole)),
             (
                 "alert_limit",
                 format!(
@@ -277,6 +283,44 @@ pub fn diff_with_examples(old: &MapImage, new: &MapImage, max_examples: usize) -
         allow("allow6", c.map_key(|(s, k)| (s.as_str(), k.to_string())))
     }));
 
+    let domain_feeds = |img: &MapImage| {
+        img.domain_feeds
+            .iter()
+            .map(|f| (f.name.clone(), f.entries))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (odf, ndf) = (domain_feeds(old), domain_feeds(new));
+    sections.push(section(
+        "domain_feeds",
+        n,
+        odf.iter(),
+        ndf.iter(),
+        |c| match c {
+            Change::Added(k, v) => format!("+ domain feed {k} ({v} names)"),
+            Change::Removed(k, v) => format!("- domain feed {k} ({v} names)"),
+            Change::Changed(k, a, b) => format!("~ domain feed {k}: {a} -> {b} names"),
+        },
+    ));
+    // The image holds hashes, not names: examples show the hash, the scope and the feed by name.
+    let domain = |img: &MapImage, v: &DomainValue| {
+        let feed = img
+            .domain_feeds
+            .get(v.feed as usize)
+            .map_or("?", |f| f.name.as_str());
+        format!("{} (feed {feed})", domain_flags(v.flags))
+    };
+    sections.push(section(
+        "domains",
+        n,
+        old.domains.iter().map(|(k, v)| (*k, domain(old, v))),
+        new.domains.iter().map(|(k, v)| (*k, domain(new, v))),
+        |c| match c {
+            Change::Added(k, v) => format!("+ domain #{k:016x} {v}"),
+            Change::Removed(k, v) => format!("- domain #{k:016x} {v}"),
+            Change::Changed(k, a, b) => format!("~ domain #{k:016x} {a} -> {b}"),
+        },
+    ));
+
     ImageDiff {
         old_hash: old.hash(),
         new_hash: new.hash(),
@@ -398,6 +442,51 @@ fn fragments(flags: u32) -> &'static str {
     } else {
         "inspect"
     }
+}
+
+/// `inspect nxdomain, malformed drop, seed 0` or `off`.
+fn dns_settings(flags: u32, seed: u64) -> String {
+    if flags & SETTING_DNS_INSPECT == 0 {
+        return "off".to_string();
+    }
+    let action = if flags & SETTING_DNS_NXDOMAIN != 0 {
+        "nxdomain"
+    } else {
+        "drop"
+    };
+    let malformed = if flags & SETTING_DNS_MALFORMED_PASS != 0 {
+        "pass"
+    } else {
+        "drop"
+    };
+    format!("inspect, action {action}, malformed {malformed}, seed {seed}")
+}
+
+fn sinkhole(s: &crate::image::Sinkhole) -> String {
+    if *s == crate::image::Sinkhole::default() {
+        return "off".to_string();
+    }
+    let v4 = s.v4.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let v6 = s.v6.map_or_else(|| "-".to_string(), |a| a.to_string());
+    format!("A {v4}, AAAA {v6}, ttl {}", s.ttl)
+}
+
+/// `block name+below, pass below`: what a domain entry's flag bits say.
+fn domain_flags(flags: u8) -> String {
+    let part = |apex: u8, below: u8| match (flags & apex != 0, flags & below != 0) {
+        (true, true) => Some("name+below"),
+        (true, false) => Some("name"),
+        (false, true) => Some("below"),
+        (false, false) => None,
+    };
+    let mut out = Vec::new();
+    if let Some(p) = part(BLOCK_APEX, BLOCK_BELOW) {
+        out.push(format!("block {p}"));
+    }
+    if let Some(p) = part(PASS_APEX, PASS_BELOW) {
+        out.push(format!("pass {p}"));
+    }
+    out.join(", ")
 }
 
 fn govnet_kind(v: u32) -> &'static str {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use gateway_common::values::PortRule;
+use gateway_common::values::{DomainValue, PortRule};
 use ipnet::{Ipv4Net, Ipv6Net};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +53,30 @@ pub struct MapImage {
 
     /// Drop events per (source, reason) and window; the data path counts the rest as suppressed.
     pub alert_limit: AlertLimit,
+
+    /// Domain feeds in id order (the `feed` of a [`DomainValue`], the rule of a `domain` verdict).
+    pub domain_feeds: Vec<FeedInfo>,
+    /// Listed names (issue 6): `gateway_common::dname` hash of the name (with [`Self::domain_seed`])
+    /// → what it blocks or excepts and which domain feed said so.
+    pub domains: BTreeMap<u64, DomainValue>,
+    /// The name-hash seed the compiler hashed with; the data path and the reference model hash
+    /// queries with it. 0 for now. `gateway_common::dname` explains why it should become a secret
+    /// per box or per load: FNV-1a is invertible, so whoever knows the seed can craft a sub-name of a
+    /// zone they control that hashes to a listed *exception* and evades a block (a collision with a
+    /// *block* entry only blocks the attacker). Random collisions are negligible (≈ 5·10⁻¹⁴ per
+    /// lookup for a million names) and a collision inside the set refuses the policy.
+    pub domain_seed: u64,
+    /// `[domains] action = "sinkhole"`: what A/AAAA answers for blocked names carry (issue 6).
+    pub sinkhole: Sinkhole,
+}
+
+/// The answers of `[domains] action = "sinkhole"`; a family without an address gets NXDOMAIN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sinkhole {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    /// Seconds.
+    pub ttl: u32,
 }
 
 /// The drop-event rate limit the data path applies (written into the slot's `Settings`).
@@ -100,7 +124,7 @@ pub struct SystemInfo {
 impl MapImage {
     /// Every section with the map it is written to and the room one generation slot has there:
     /// the one table the compiler's summary and capacity checks and the loader's checks read.
-    pub fn sections(&self) -> [Section; 12] {
+    pub fn sections(&self) -> [Section; 13] {
         use gateway_common::maps as m;
         let s = |name, map, len, capacity| Section {
             name,
@@ -151,6 +175,12 @@ impl MapImage {
             s("govnet6", m::GOVNET6, self.govnet6.len(), m::SMALL_PER_SLOT),
             s("allow4", m::ALLOW4, self.allow4.len(), m::SMALL_PER_SLOT),
             s("allow6", m::ALLOW6, self.allow6.len(), m::SMALL_PER_SLOT),
+            s(
+                "domains",
+                m::DOMAINS,
+                self.domains.len(),
+                m::DOMAINS_PER_SLOT,
+            ),
         ]
     }
 
@@ -238,6 +268,25 @@ impl MapImage {
         h.update(b"alert");
         h.update(self.alert_limit.burst.to_be_bytes());
         h.update(self.alert_limit.window_ms.to_be_bytes());
+        put_len(&mut h, b"df", self.domain_feeds.len());
+        for f in &self.domain_feeds {
+            put_str(&mut h, &f.name);
+        }
+        put_len(&mut h, b"dn", self.domains.len());
+        for (k, v) in &self.domains {
+            h.update(k.to_be_bytes());
+            h.update([v.flags]);
+            h.update(v.feed.to_be_bytes());
+        }
+        h.update(b"dseed");
+        h.update(self.domain_seed.to_be_bytes());
+        // Only a sinkhole policy hashes these, so other images keep the hash they had.
+        if self.sinkhole != Sinkhole::default() {
+            h.update(b"sink");
+            h.update(self.sinkhole.v4.map_or([0; 4], |a| a.octets()));
+            h.update(self.sinkhole.v6.map_or([0; 16], |a| a.octets()));
+            h.update(self.sinkhole.ttl.to_be_bytes());
+        }
         h.finalize().into()
     }
 }
@@ -308,5 +357,46 @@ mod tests {
         assert_ne!(hashes[0], hashes[1]);
         assert_ne!(hashes[0], hashes[2]);
         assert_ne!(hashes[1], hashes[2]);
+    }
+
+    #[test]
+    fn domains_their_feeds_and_the_seed_are_part_of_the_hash() {
+        let base = MapImage::default();
+        let listed = MapImage {
+            domains: BTreeMap::from([(7, DomainValue::new(3, 0))]),
+            ..MapImage::default()
+        };
+        let other_flags = MapImage {
+            domains: BTreeMap::from([(7, DomainValue::new(1, 0))]),
+            ..MapImage::default()
+        };
+        let other_feed = MapImage {
+            domains: BTreeMap::from([(7, DomainValue::new(3, 1))]),
+            ..MapImage::default()
+        };
+        let named = MapImage {
+            domain_feeds: vec![FeedInfo {
+                name: "x".into(),
+                entries: 0,
+            }],
+            ..MapImage::default()
+        };
+        let seeded = MapImage {
+            domain_seed: 1,
+            ..MapImage::default()
+        };
+        let hashes = [
+            base.hash(),
+            listed.hash(),
+            other_flags.hash(),
+            other_feed.hash(),
+            named.hash(),
+            seeded.hash(),
+        ];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

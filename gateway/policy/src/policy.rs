@@ -48,6 +48,19 @@
 //!
 //! [defaults]
 //! fragments = "inspect"                 # inspect | drop (non-first fragments)
+//!
+//! [[domain_feed]]                       # issue 6: DNS queries for listed names are blocked
+//! name = "ransomware-domains"
+//! path = "feeds/ransomware.txt"         # same path rules as [[feed]]
+//! format = "hosts"                      # hosts | list | rpz
+//! exact_only = false                    # optional: bare names block only themselves, not sub-names
+//!
+//! [domains]
+//! action = "nxdomain"                   # nxdomain (answer in place) | sinkhole | drop
+//! malformed = "drop"                    # drop | pass: a DNS query whose question cannot be walked
+//! sinkhole_v4 = "192.0.2.53"            # action = "sinkhole": the A answer (and/or sinkhole_v6,
+//! sinkhole_v6 = "2001:db8::53"          #   the AAAA answer; a family without one gets NXDOMAIN)
+//! sinkhole_ttl = 60                     # optional: TTL of a sinkhole answer, seconds
 //! ```
 //!
 //! Every table refuses unknown keys (a typo must not silently drop a rule). Prefixes written in the
@@ -64,6 +77,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::domains::DomainFormat;
 use crate::error::{PolicyError, SourceText, Warning, read_file, toml_error};
 use crate::feeds::FeedFormat;
 use crate::prefixes::{Prefix, parse_net};
@@ -103,6 +117,10 @@ pub struct Policy {
     pub telemetry: crate::telemetry::Telemetry,
     /// `[management]`: who reaches the management plane (rendered into nftables by gatewayd).
     pub management: crate::management::Management,
+    /// `[[domain_feed]]` in file order; domain feed id = index.
+    pub domain_feeds: Vec<DomainFeedRef>,
+    /// `[domains]`.
+    pub domains: DomainSettings,
 }
 
 impl Policy {
@@ -200,6 +218,79 @@ pub struct FeedRef {
     pub remote: Option<crate::remote::RemoteFeed>,
 }
 
+/// A `[[domain_feed]]`: a file of DNS names whose queries are blocked (issue 6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainFeedRef {
+    pub name: String,
+    pub description: Option<String>,
+    /// Line of the feed's `path`.
+    pub line: u32,
+    /// As written in the policy (relative).
+    pub rel_path: String,
+    /// Resolved against the policy file's directory.
+    pub path: PathBuf,
+    pub format: DomainFormat,
+    /// `exact_only = true`: a bare name of a hosts file or list blocks only itself (RPZ zones say
+    /// their scope themselves and ignore it).
+    pub exact_only: bool,
+}
+
+/// What the data path does with a DNS query for a blocked name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DomainAction {
+    /// Answer NXDOMAIN in place: the client learns at once that the name does not resolve instead
+    /// of retrying until it times out (the default).
+    #[default]
+    Nxdomain,
+    /// Drop the query silently.
+    Drop,
+    /// Answer A / AAAA queries (class IN) with `sinkhole_v4` / `sinkhole_v6` (one record, TTL
+    /// `sinkhole_ttl`), every other query with NXDOMAIN: clients that connect anyway reach the
+    /// sinkhole, where the SOC can see who they are.
+    Sinkhole,
+}
+
+impl DomainAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DomainAction::Nxdomain => "nxdomain",
+            DomainAction::Drop => "drop",
+            DomainAction::Sinkhole => "sinkhole",
+        }
+    }
+}
+
+/// `[domains]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainSettings {
+    pub action: DomainAction,
+    /// `malformed = "pass"`: a DNS query whose question cannot be walked passes (default: drops as
+    /// `malformed`, so a compression pointer cannot smuggle a blocked name past the check).
+    pub pass_malformed: bool,
+    /// `sinkhole_v4`, `sinkhole_v6`: the answers of `action = "sinkhole"` (at least one is set
+    /// with that action; a family without one gets NXDOMAIN).
+    pub sinkhole_v4: Option<std::net::Ipv4Addr>,
+    pub sinkhole_v6: Option<std::net::Ipv6Addr>,
+    /// `sinkhole_ttl`: TTL in seconds of a sinkhole answer (default 60).
+    pub sinkhole_ttl: u32,
+}
+
+/// TTL of a sinkhole answer unless the policy says otherwise: short, so a client retries soon
+/// after a name is taken off the list.
+pub const SINKHOLE_TTL_DEFAULT: u32 = 60;
+
+impl Default for DomainSettings {
+    fn default() -> Self {
+        DomainSettings {
+            action: DomainAction::Nxdomain,
+            pass_malformed: false,
+            sinkhole_v4: None,
+            sinkhole_v6: None,
+            sinkhole_ttl: SINKHOLE_TTL_DEFAULT,
+        }
+    }
+}
+
 // --- The TOML schema --------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -217,6 +308,9 @@ struct RawPolicy {
     defaults: Option<RawDefaults>,
     telemetry: Option<crate::telemetry::RawTelemetry>,
     management: Option<Spanned<crate::management::RawManagement>>,
+    #[serde(default)]
+    domain_feed: Vec<RawDomainFeed>,
+    domains: Option<Spanned<RawDomains>>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +373,28 @@ struct RawFeed {
     ca: Option<Spanned<String>>,
     min_entries: Option<Spanned<i64>>,
     timeout_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomainFeed {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    path: Spanned<String>,
+    format: Spanned<DomainFormat>,
+    #[serde(default)]
+    exact_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomains {
+    action: Option<Spanned<String>>,
+    malformed: Option<Spanned<String>>,
+    sinkhole_v4: Option<Spanned<String>>,
+    sinkhole_v6: Option<Spanned<String>>,
+    sinkhole_ttl: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +490,8 @@ impl Validator<'_, '_> {
         let systems = self.systems(raw.shared_system, &zones)?;
         let isolated = self.isolated(raw.isolated, &zones)?;
         let feeds = self.feeds(raw.feed)?;
+        let domain_feeds = self.domain_feeds(raw.domain_feed, &feeds)?;
+        let domains = self.domain_settings(raw.domains, &domain_feeds)?;
         let (blocklist, except) = match raw.blocklist {
             Some(b) => (
                 self.prefix_list(&b.prefixes, "blocklist.prefixes")?,
@@ -419,6 +537,8 @@ impl Validator<'_, '_> {
             drop_fragments,
             telemetry,
             management,
+            domain_feeds,
+            domains,
         })
     }
 
@@ -939,20 +1059,7 @@ impl Validator<'_, '_> {
                 }
             };
             crate::remote::no_remote_settings(self.src, &raw_remote)?;
-            // Feeds live beside the policy. Refusing absolute paths and ".." keeps a policy received
-            // over the API from reading arbitrary files (whose lines would end up in error messages).
-            let rel = Path::new(path.get_ref());
-            let contained = !path.get_ref().is_empty()
-                && rel
-                    .components()
-                    .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-            if !contained {
-                return Err(self.err(
-                    &path.span(),
-                    "feed.path",
-                    format!("{:?} must be a relative path inside the policy's directory (no \"..\", not absolute)", path.get_ref()),
-                ));
-            }
+            let rel = self.feed_path(&path, "feed.path")?;
             out.push(FeedRef {
                 name: rf.name.into_inner(),
                 description: rf.description,
@@ -964,6 +1071,185 @@ impl Validator<'_, '_> {
             });
         }
         Ok(out)
+    }
+
+    /// Feeds live beside the policy. Refusing absolute paths and ".." keeps a policy received over
+    /// the API from reading arbitrary files (whose lines would end up in error messages).
+    fn feed_path<'p>(
+        &self,
+        path: &'p Spanned<String>,
+        field: &str,
+    ) -> Result<&'p Path, PolicyError> {
+        let rel = Path::new(path.get_ref());
+        let contained = !path.get_ref().is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !contained {
+            return Err(self.err(
+                &path.span(),
+                field,
+                format!("{:?} must be a relative path inside the policy's directory (no \"..\", not absolute)", path.get_ref()),
+            ));
+        }
+        Ok(rel)
+    }
+
+    /// `[[domain_feed]]`: names unique among domain feeds and distinct from the address feeds (an
+    /// alert's `feed:<name>` must say which file listed the destination).
+    fn domain_feeds(
+        &self,
+        raw: Vec<RawDomainFeed>,
+        feeds: &[FeedRef],
+    ) -> Result<Vec<DomainFeedRef>, PolicyError> {
+        let base = self.src.path.parent().unwrap_or(Path::new(""));
+        let mut names: HashMap<String, u32> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for rf in raw {
+            self.name(&rf.name, "domain_feed.name")?;
+            let line = self.line(&rf.name.span());
+            if let Some(first) = names.insert(rf.name.get_ref().clone(), line) {
+                return Err(self.err(
+                    &rf.name.span(),
+                    "domain_feed.name",
+                    format!(
+                        "duplicate domain feed name {:?} (first at line {first})",
+                        rf.name.get_ref()
+                    ),
+                ));
+            }
+            if let Some(f) = feeds.iter().find(|f| f.name == *rf.name.get_ref()) {
+                return Err(self.err(
+                    &rf.name.span(),
+                    "domain_feed.name",
+                    format!(
+                        "{:?} is already the name of the [[feed]] at line {}; alerts name feeds, so names must differ",
+                        rf.name.get_ref(),
+                        f.line
+                    ),
+                ));
+            }
+            let rel = self.feed_path(&rf.path, "domain_feed.path")?;
+            out.push(DomainFeedRef {
+                name: rf.name.into_inner(),
+                description: rf.description,
+                line: self.line(&rf.path.span()),
+                path: base.join(rel),
+                rel_path: rf.path.into_inner(),
+                format: rf.format.into_inner(),
+                exact_only: rf.exact_only,
+            });
+        }
+        Ok(out)
+    }
+
+    fn domain_settings(
+        &mut self,
+        raw: Option<Spanned<RawDomains>>,
+        domain_feeds: &[DomainFeedRef],
+    ) -> Result<DomainSettings, PolicyError> {
+        let Some(raw) = raw else {
+            return Ok(DomainSettings::default());
+        };
+        let line = self.line(&raw.span());
+        let section_span = raw.span();
+        let raw = raw.into_inner();
+        let action = match &raw.action {
+            None => DomainAction::default(),
+            Some(a) => match a.get_ref().as_str() {
+                "nxdomain" => DomainAction::Nxdomain,
+                "drop" => DomainAction::Drop,
+                "sinkhole" => DomainAction::Sinkhole,
+                other => {
+                    return Err(self.err(
+                        &a.span(),
+                        "domains.action",
+                        format!(
+                            "unknown action {other:?}; expected \"nxdomain\", \"sinkhole\" or \"drop\""
+                        ),
+                    ));
+                }
+            },
+        };
+        let sinkhole_v4 = match &raw.sinkhole_v4 {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::Ipv4Addr>().map_err(|e| {
+                self.err(
+                    &a.span(),
+                    "domains.sinkhole_v4",
+                    format!("{:?} is not an IPv4 address: {e}", a.get_ref()),
+                )
+            })?),
+        };
+        let sinkhole_v6 = match &raw.sinkhole_v6 {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::Ipv6Addr>().map_err(|e| {
+                self.err(
+                    &a.span(),
+                    "domains.sinkhole_v6",
+                    format!("{:?} is not an IPv6 address: {e}", a.get_ref()),
+                )
+            })?),
+        };
+        let sinkhole_ttl = match &raw.sinkhole_ttl {
+            None => SINKHOLE_TTL_DEFAULT,
+            // RFC 2181 §8: a TTL is 0 ..= 2^31 - 1.
+            Some(t) => u32::try_from(*t.get_ref())
+                .ok()
+                .filter(|t| *t <= i32::MAX as u32)
+                .ok_or_else(|| {
+                    self.err(
+                        &t.span(),
+                        "domains.sinkhole_ttl",
+                        format!("{} is not a TTL (0 to 2147483647 seconds)", t.get_ref()),
+                    )
+                })?,
+        };
+        if action == DomainAction::Sinkhole && sinkhole_v4.is_none() && sinkhole_v6.is_none() {
+            let at = raw.action.as_ref().map_or(section_span, |a| a.span());
+            return Err(self.err(
+                &at,
+                "domains.action",
+                "action \"sinkhole\" needs sinkhole_v4 and/or sinkhole_v6".to_owned(),
+            ));
+        }
+        if action != DomainAction::Sinkhole
+            && (sinkhole_v4.is_some() || sinkhole_v6.is_some() || raw.sinkhole_ttl.is_some())
+        {
+            self.warn(
+                line,
+                "domains",
+                "sinkhole_v4/sinkhole_v6/sinkhole_ttl are ignored unless action = \"sinkhole\"",
+            );
+        }
+        let pass_malformed = match &raw.malformed {
+            None => false,
+            Some(m) => match m.get_ref().as_str() {
+                "drop" => false,
+                "pass" => true,
+                other => {
+                    return Err(self.err(
+                        &m.span(),
+                        "domains.malformed",
+                        format!("unknown handling {other:?}; expected \"drop\" or \"pass\""),
+                    ));
+                }
+            },
+        };
+        if domain_feeds.is_empty() {
+            self.warn(
+                line,
+                "domains",
+                "[domains] without any [[domain_feed]]: DNS queries are not inspected",
+            );
+        }
+        Ok(DomainSettings {
+            action,
+            pass_malformed,
+            sinkhole_v4,
+            sinkhole_v6,
+            sinkhole_ttl,
+        })
     }
 }
 

@@ -35,7 +35,7 @@ fn unknown_fields() {
     );
     assert_eq!(
         err(&format!("[logging]\nlevel = 1\n{BASE}")),
-        "p.toml:1: logging: unknown field `logging`, expected one of `policy`, `zones`, `shared_system`, `isolated`, `feed`, `blocklist`, `defaults`, `telemetry`, `management`"
+        "p.toml:1: logging: unknown field `logging`, expected one of `policy`, `zones`, `shared_system`, `isolated`, `feed`, `blocklist`, `defaults`, `telemetry`, `management`, `domain_feed`, `domains`"
     );
 }
 

@@ -171,6 +171,17 @@ fn lab_policy_maps() {
     );
     assert_eq!(img.allow4.len(), 2);
     assert_eq!(img.allow6.len(), 1, "ward-document-system is IPv4 only");
-    assert_eq!(img.settings_flags, 0);
+    // Two domain feeds (soc-domains, ransomware-domains), answered with NXDOMAIN.
+    assert_eq!(
+        img.settings_flags,
+        gateway_common::values::SETTING_DNS_INSPECT | gateway_common::values::SETTING_DNS_NXDOMAIN
+    );
+    assert_eq!(
+        img.domain_feeds
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["soc-domains", "ransomware-domains"]
+    );
     let _ = (Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
 }

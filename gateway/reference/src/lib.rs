@@ -9,6 +9,7 @@
 //! The packet tests run the same (image, frame) pairs through this model and through the real program
 //! with `BPF_PROG_TEST_RUN` and demand equal reasons.
 
+pub mod dns;
 pub mod lookup;
 pub mod parse;
 pub mod routes;

@@ -66,6 +66,9 @@ pub struct Packet {
     pub dport: Option<u16>,
     /// A non-first fragment (fragment offset != 0): no L4 header was looked at.
     pub fragment: bool,
+    /// UDP and TCP: where the payload lies in the frame, `(offset, length)` (UDP: up to the UDP
+    /// length field, cut to the IP payload; TCP: the rest of the IP payload). `(0, 0)` otherwise.
+    pub payload: (usize, usize),
 }
 
 /// The outcome of parsing a frame.
@@ -99,11 +102,14 @@ pub fn parse(frame: &[u8]) -> Parsed {
 fn parse_frame(frame: &[u8]) -> Result<Parsed, Malformed> {
     let (ethertype, l3) = parse_l2(frame)?;
     let ip = &frame[l3..];
-    match ethertype {
-        ETH_P_IP => parse_ipv4(ip).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_ipv6(ip).map(Parsed::Ip),
-        _ => Ok(Parsed::NonIp),
-    }
+    let mut pkt = match ethertype {
+        ETH_P_IP => parse_ipv4(ip)?,
+        ETH_P_IPV6 => parse_ipv6(ip)?,
+        _ => return Ok(Parsed::NonIp),
+    };
+    // parse_ipv4/6 give the payload's offset from the IP header.
+    pkt.payload.0 += l3;
+    Ok(Parsed::Ip(pkt))
 }
 
 /// Ethernet and up to two VLAN tags: the inner ethertype and the offset of the L3 header.
@@ -137,7 +143,7 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
         return Ok(non_first_fragment(src, dst, proto));
     }
     let l4 = &ip[usize::from(pkt.header_len())..usize::from(pkt.total_len())];
-    let (sport, dport) = parse_l4(proto, l4, IPPROTO_ICMP)?;
+    let (sport, dport, (at, len)) = parse_l4(proto, l4, IPPROTO_ICMP)?;
     Ok(Packet {
         src,
         dst,
@@ -145,6 +151,7 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
         sport,
         dport,
         fragment: false,
+        payload: (usize::from(pkt.header_len()) + at, len),
     })
 }
 
@@ -188,7 +195,7 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
             _ => break,
         }
     }
-    let (sport, dport) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
+    let (sport, dport, (at, len)) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
     Ok(Packet {
         src,
         dst,
@@ -196,6 +203,7 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
         sport,
         dport,
         fragment: false,
+        payload: (IPV6_HLEN + off + at, len),
     })
 }
 
@@ -207,31 +215,45 @@ fn non_first_fragment(src: IpAddr, dst: IpAddr, proto: u8) -> Packet {
         sport: None,
         dport: None,
         fragment: true,
+        payload: (0, 0),
     }
 }
 
-/// Checks the L4 header in `l4` (the region up to the end of the IP payload) and returns the ports.
-/// `icmp` is the ICMP protocol of the packet's family; the other family's ICMP is not checked.
-fn parse_l4(proto: u8, l4: &[u8], icmp: u8) -> Result<(Option<u16>, Option<u16>), Malformed> {
+/// Ports and where the payload lies in `l4`, `(offset, length)`.
+type L4Info = (Option<u16>, Option<u16>, (usize, usize));
+
+/// Checks the L4 header in `l4` (the region up to the end of the IP payload) and returns the ports
+/// and the payload's place. `icmp` is the ICMP protocol of the packet's family; the other family's
+/// ICMP is not checked.
+fn parse_l4(proto: u8, l4: &[u8], icmp: u8) -> Result<L4Info, Malformed> {
     match proto {
         IPPROTO_TCP => {
             let tcp = TcpPacket::new_checked(l4)?;
-            Ok((Some(tcp.src_port()), Some(tcp.dst_port())))
+            let hlen = usize::from(tcp.header_len());
+            Ok((
+                Some(tcp.src_port()),
+                Some(tcp.dst_port()),
+                (hlen, l4.len() - hlen),
+            ))
         }
         IPPROTO_UDP => {
             if l4.len() < UDP_HLEN {
                 return Err(Malformed);
             }
             let udp = UdpPacket::new_unchecked(l4);
-            Ok((Some(udp.src_port()), Some(udp.dst_port())))
+            // The length field, cut to the IP payload; below the header: no payload.
+            let len = usize::from(udp.len())
+                .min(l4.len())
+                .saturating_sub(UDP_HLEN);
+            Ok((Some(udp.src_port()), Some(udp.dst_port()), (UDP_HLEN, len)))
         }
         p if p == icmp => {
             if l4.len() < ICMP_MIN_LEN {
                 return Err(Malformed);
             }
-            Ok((None, None))
+            Ok((None, None, (0, 0)))
         }
-        _ => Ok((None, None)),
+        _ => Ok((None, None, (0, 0))),
     }
 }
 
@@ -313,7 +335,8 @@ mod tests {
                 proto: IPPROTO_TCP,
                 sport: Some(1000),
                 dport: Some(443),
-                fragment: false
+                fragment: false,
+                payload: (ETH_HLEN + 20 + 20, 0),
             }
         );
         let p = ip(parse(&eth(
@@ -470,7 +493,8 @@ mod tests {
                 proto: IPPROTO_TCP,
                 sport: Some(1000),
                 dport: Some(443),
-                fragment: false
+                fragment: false,
+                payload: (ETH_HLEN + 40 + 20, 0),
             }
         );
         let f = |proto, seg: &[u8]| parse(&eth(&[], ETH_P_IPV6, &v6(C6, S6, proto, seg)));

@@ -2,11 +2,15 @@
 
 use std::net::IpAddr;
 
+use gateway_common::maps::{IPPROTO_TCP, IPPROTO_UDP};
 use gateway_common::role::stats_index as stats_cell;
-use gateway_common::values::SETTING_DROP_FRAGMENTS;
+use gateway_common::values::{
+    SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DROP_FRAGMENTS,
+};
 use gateway_common::{Reason, Role};
 use gateway_policy::image::MapImage;
 
+use crate::dns::{self, Dns};
 use crate::lookup;
 use crate::parse::{Packet, Parsed, parse};
 use crate::routes::{Egress, Ports, Routes};
@@ -19,7 +23,10 @@ use crate::routes::{Egress, Ports, Routes};
 ///    A truncated or malformed IP packet drops (`malformed`).
 /// 2. `lan` ingress:
 ///    1. destination in a blocklist → `blocklist`
-///    2. (DNS query for a blocked domain → `domain`; arrives with the domain-blocking issue)
+///    2. DNS query (UDP, or TCP with data, to port 53; QR=0, OPCODE=0, QDCOUNT=1) for a listed
+///       name → `domain`; a
+///       question that cannot be walked → `malformed` unless the policy passes it (only with
+///       domain feeds)
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
@@ -61,6 +68,7 @@ pub fn evaluate(
         routes,
         ingress_ifindex,
         pkt,
+        frame,
     };
     match role {
         Role::Lan => judge.lan(),
@@ -85,6 +93,7 @@ struct Judge<'a> {
     routes: &'a dyn Routes,
     ingress_ifindex: u32,
     pkt: Packet,
+    frame: &'a [u8],
 }
 
 impl Judge<'_> {
@@ -107,7 +116,21 @@ impl Judge<'_> {
         if lookup::blocked(image, pkt.dst).is_some() {
             return Reason::Blocklist;
         }
-        // 2. Blocked domain: absent until the domain-blocking issue lands.
+        // 2. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
+        //    policy has domain feeds.
+        if image.settings_flags & SETTING_DNS_INSPECT != 0
+            && pkt.dport == Some(53)
+            && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && pkt.payload.1 != 0))
+        {
+            let (at, len) = pkt.payload;
+            match dns::inspect(image, pkt.proto, &self.frame[at..at + len]) {
+                Dns::Block(_) => return Reason::Domain,
+                Dns::Malformed if image.settings_flags & SETTING_DNS_MALFORMED_PASS == 0 => {
+                    return Reason::Malformed;
+                }
+                Dns::Malformed | Dns::Pass => {}
+            }
+        }
         // 3. Isolated source: only to the gateway itself, or out of the dedicated port into govnet.
         if lookup::isolated(image, pkt.src) {
             let egress = self.route();

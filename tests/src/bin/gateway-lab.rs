@@ -114,6 +114,7 @@ fn demo(policy: &str) -> Result<bool> {
     lab.restore_shared_routes()?;
 
     println!("{}", table.render());
+    dns_demo(&lab, &mut deviations)?;
     println!("gatewayctl stats:\n{}", lab.ctl_ok(&["stats"])?);
     soc_view(&mut lab)?;
     if deviations.is_empty() {
@@ -127,6 +128,32 @@ fn demo(policy: &str) -> Result<bool> {
     }
     lab.teardown()?;
     Ok(deviations.is_empty())
+}
+
+/// Domain blocking with real tools: `dig` in the office asks the Internet side's resolver for an
+/// allowed and a listed name (the policy's domain feeds); the gateway answers the second itself.
+fn dns_demo(lab: &Lab, deviations: &mut Vec<String>) -> Result<()> {
+    use lab::dns::{Resolver, dig};
+    let resolver = Resolver::start(lab)?;
+    let server = std::net::IpAddr::from(lab::addr::INET_SERVER_V4);
+    println!("DNS (dig from the office, dnsmasq at {server} on the Internet side):");
+    for (name, want) in [
+        ("good.example.net", "NOERROR"),
+        ("www.evil.example.net", "NXDOMAIN"),
+    ] {
+        let a = dig(lab, server, name, "A", false)?;
+        let status = a.status.as_deref().unwrap_or("no answer");
+        let answers: Vec<&str> = a.answers.iter().map(|r| r.3.as_str()).collect();
+        println!("  dig {name} A -> {status} {answers:?} (expected {want})");
+        if status != want {
+            deviations.push(format!(
+                "dig {name}: {status}, expected {want}\n{}",
+                a.output
+            ));
+        }
+    }
+    drop(resolver);
+    Ok(())
 }
 
 /// What the SOC received: flows from its NetFlow v9 collector (nfdump), alerts from its syslog

@@ -25,8 +25,10 @@
 
 pub mod cases;
 pub mod daemon;
+pub mod dns;
 pub mod mtls;
 mod netns;
+mod peer_xdp;
 pub mod servers;
 pub mod soc;
 pub mod tap;
@@ -227,6 +229,8 @@ impl Lab {
         let id = self.id;
         let namespaces = &mut self.namespaces;
         topology::build(|side| id.namespace(side), |side| namespaces.push(side))?;
+        // So DNS answers the gateway sends back with XDP_TX reach the office client.
+        peer_xdp::attach_pass(&self.ns(Side::Client), "eth0", &self.paths.pin_dir)?;
 
         for side in Side::LEAVES {
             let ns = self.ns(side);

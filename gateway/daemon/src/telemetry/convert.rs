@@ -1,7 +1,10 @@
 //! Kernel records → what the SOC receives: flow reports become IPFIX/NetFlow records, drop events
 //! become alerts. Names come from [`Names`], times from [`Clock`].
 use gateway_alerts::Alert;
-use gateway_common::event::DropEvent;
+use gateway_common::{
+    Reason,
+    event::{DnsDetail, DropEvent},
+};
 use gateway_flows::FlowRecord;
 
 use super::{clock::Clock, flow_sweep::Report, names::Names};
@@ -45,6 +48,7 @@ pub struct AlertContext<'a> {
 /// newer than this daemon); the caller counts those.
 pub fn alert(
     ev: &DropEvent,
+    dns: Option<&DnsDetail>,
     names: &Names,
     clock: &Clock,
     ctx: &AlertContext<'_>,
@@ -85,6 +89,14 @@ pub fn alert(
         suppressed: ev.suppressed,
         policy: ctx.policy.to_owned(),
         generation: ctx.generation,
-        domain: None,
+        // A name longer than the event carries shows as its hash: still something to grep for.
+        domain: dns.filter(|_| reason == Reason::Domain).map(|d| {
+            d.name()
+                .unwrap_or_else(|| format!("(name of {} bytes, cut)", d.name_len))
+        }),
+        domain_match: dns.filter(|_| reason == Reason::Domain).map(|d| {
+            d.matched()
+                .unwrap_or_else(|| format!("hash {:016x}", d.matched_hash))
+        }),
     })
 }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use std::{path::PathBuf, sync::PoisonError};
 
 use gateway_alerts::Alerter;
-use gateway_common::event::DropEvent;
 use gateway_dataplane::{FlowEntry, FlowTable};
 use gateway_flows::{Exporter, FlowRecord};
 use gateway_metrics::{MetricsServer, Snapshot, snapshot as ms};
@@ -224,13 +223,19 @@ impl Telemetry {
     }
 
     /// One drop event → an alert to every sink.
-    pub fn alert(&mut self, ev: &DropEvent, names: &Names, policy: &str, generation: u64) {
+    pub fn alert(
+        &mut self,
+        ev: &gateway_dataplane::DropRecord,
+        names: &Names,
+        policy: &str,
+        generation: u64,
+    ) {
         let ctx = AlertContext {
             host: &self.host,
             policy,
             generation,
         };
-        match convert::alert(ev, names, &Clock::now(), &ctx) {
+        match convert::alert(&ev.event, ev.dns.as_ref(), names, &Clock::now(), &ctx) {
             Some(alert) => self.alerter.send(&alert),
             None => self.unattributed += 1,
         }

@@ -10,6 +10,7 @@ use gateway_policy::MapImage;
 pub struct Names {
     ports: HashMap<u32, (String, Role)>,
     feeds: Vec<String>,
+    domain_feeds: Vec<String>,
     systems: Vec<String>,
 }
 
@@ -21,6 +22,7 @@ impl Names {
                 .map(|p| (p.ifindex, (p.name.clone(), p.role)))
                 .collect(),
             feeds: image.feeds.iter().map(|f| f.name.clone()).collect(),
+            domain_feeds: image.domain_feeds.iter().map(|f| f.name.clone()).collect(),
             systems: image.systems.iter().map(|s| s.name.clone()).collect(),
         }
     }
@@ -30,8 +32,9 @@ impl Names {
         self.ports.get(&ifindex).map(|(name, _)| name.as_str())
     }
 
-    /// The rule that decided: `feed:<name>` for blocklist hits, `system:<name>` for traffic to a
-    /// shared system, else the reason word (the verdict order itself decided).
+    /// The rule that decided: `feed:<name>` for blocklist hits, `domain_feed:<name>` for DNS
+    /// queries for listed names, `system:<name>` for traffic to a shared system, else the reason
+    /// word (the verdict order itself decided).
     pub fn rule(&self, reason: Reason, rule: u32) -> String {
         let named = |list: &[String], prefix: &str| {
             (rule != NO_RULE)
@@ -41,6 +44,7 @@ impl Names {
         };
         let found = match reason {
             Reason::Blocklist | Reason::BlocklistIn => named(&self.feeds, "feed"),
+            Reason::Domain => named(&self.domain_feeds, "domain_feed"),
             Reason::Pass | Reason::NotAllowed | Reason::SharedViaInternet => {
                 named(&self.systems, "system")
             }
