@@ -101,8 +101,15 @@ pub struct Settings {
     /// Seed of the domain-name hash (`crate::dname::start`) the slot's `DOMAINS` keys were hashed
     /// with (issue 6).
     pub domain_seed: u64,
+    /// TCP destination ports whose ClientHello SNI is checked (`[domains] sni_ports`; 0 = unused
+    /// slot). Only with domain feeds (`SETTING_DNS_INSPECT`).
+    pub sni_ports: [u16; crate::learn::MAX_SNI_PORTS],
+    /// Cap in seconds on how long an address answered for a blocked name stays learnt
+    /// (`[domains] learn_ttl_max_secs`); 0 = no learning and no learnt-address check.
+    pub learn_ttl_max_secs: u32,
+    pub _pad_learn: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 64);
+const _: () = assert!(core::mem::size_of::<Settings>() == 80);
 
 /// The drop-event rate limit of a policy unless it says otherwise, and of a slot without a policy.
 pub const ALERT_BURST_DEFAULT: u32 = 20;
@@ -153,6 +160,9 @@ impl Settings {
         alert_burst: ALERT_BURST_DEFAULT,
         alert_window_ms: ALERT_WINDOW_MS_DEFAULT,
         domain_seed: 0,
+        sni_ports: [0; crate::learn::MAX_SNI_PORTS],
+        learn_ttl_max_secs: 0,
+        _pad_learn: 0,
     };
 }
 

@@ -19,12 +19,12 @@ use gateway_common::dname::{self, MAX_LABELS, MAX_WIRE_LEN, Say};
 use crate::{maps, parse};
 
 /// DNS header bytes.
-const HEADER: usize = 12;
+pub(crate) const HEADER: usize = 12;
 /// Header, the longest name and QTYPE/QCLASS: all of a question we ever need.
-const QUESTION_MAX: usize = HEADER + MAX_WIRE_LEN + 4;
+pub(crate) const QUESTION_MAX: usize = HEADER + MAX_WIRE_LEN + 4;
 /// Scratch size: a power of two above `QUESTION_MAX`, so a mask proves every index in bounds.
-const BUF: usize = 512;
-const BUF_MASK: usize = BUF - 1;
+pub(crate) const BUF: usize = 512;
+pub(crate) const BUF_MASK: usize = BUF - 1;
 /// Label-offset slots: a power of two ≥ `MAX_LABELS`.
 const OFFS: usize = 128;
 const OFFS_MASK: usize = OFFS - 1;
@@ -44,6 +44,31 @@ pub struct Scratch {
     rem: Cell,
     hash: Cell,
     decided: Cell,
+    /// The deciding node of a block: its hash and whether it is the whole name (1) or a parent
+    /// (0). For the learnt-address set (learn.rs), which re-checks that node on every hit.
+    decided_hash: Cell,
+    decided_whole: Cell,
+}
+
+impl Scratch {
+    /// The message buffer, for the other users of `judge_question` (sni.rs, learn.rs).
+    #[inline(always)]
+    pub(crate) fn msg_mut(&mut self) -> &mut [u8; BUF] {
+        &mut self.msg
+    }
+
+    /// Offset of the question name's root byte from the name's start, after a `judge_question`
+    /// that did not return `MALFORMED`.
+    #[inline(always)]
+    pub(crate) fn root_pos(&self) -> usize {
+        self.pos.get() as usize
+    }
+
+    /// `(hash, whole)` of the node that blocked, after `judge_question` returned `BLOCK`.
+    #[inline(always)]
+    pub(crate) fn blocking_node(&self) -> (u64, bool) {
+        (self.decided_hash.get(), self.decided_whole.get() != 0)
+    }
 }
 
 /// A loop variable the verifier cannot follow. In registers, every value a path gives it (a label
@@ -52,17 +77,17 @@ pub struct Scratch {
 /// iteration, the states at the loop head are equal and the verifier prunes them. Volatile so LLVM
 /// keeps the loads and stores. Every use is bounded by a check or a mask, as it must be anyway.
 #[repr(transparent)]
-struct Cell(u64);
+pub(crate) struct Cell(u64);
 
 impl Cell {
     #[inline(always)]
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         // SAFETY: a plain aligned field of the scratch value.
         unsafe { core::ptr::read_volatile(&self.0) }
     }
 
     #[inline(always)]
-    fn set(&mut self, v: u64) {
+    pub(crate) fn set(&mut self, v: u64) {
         // SAFETY: as above.
         unsafe { core::ptr::write_volatile(&mut self.0, v) }
     }
@@ -79,9 +104,9 @@ pub enum Dns {
     Malformed,
 }
 
-const PASS: u64 = 0;
-const MALFORMED: u64 = 1 << 32;
-const BLOCK: u64 = 2 << 32;
+pub(crate) const PASS: u64 = 0;
+pub(crate) const MALFORMED: u64 = 1 << 32;
+pub(crate) const BLOCK: u64 = 2 << 32;
 
 /// Judges a UDP datagram to port 53 (the caller checked protocol and port). A function of its own
 /// (a BPF subprogram): its loops and locals stay out of the verdict code's stack frame.
@@ -128,7 +153,14 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     if qr || opcode != 0 || qdcount != 1 {
         return PASS;
     }
+    judge_question(s, copy, slot, seed)
+}
 
+/// Judges the question name at `msg[HEADER..copy]` (QTYPE/QCLASS must follow it): `PASS`,
+/// `MALFORMED` or `BLOCK | feed`. Shared with sni.rs (a server_name written there in wire format)
+/// and learn.rs (the question of a response).
+#[inline(always)]
+pub(crate) fn judge_question(s: &mut Scratch, copy: usize, slot: u8, seed: u64) -> u64 {
     // 1. Where each label starts; the name must end with the root byte within 255 bytes.
     s.pos.set(0);
     s.labels.set(0);
@@ -245,7 +277,11 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     {
         match dname::node_say(v.flags, j == 0) {
             Say::Nothing => {}
-            Say::Block => s.decided.set(BLOCK | v.feed as u64),
+            Say::Block => {
+                s.decided.set(BLOCK | v.feed as u64);
+                s.decided_hash.set(h);
+                s.decided_whole.set((j == 0) as u64);
+            }
             Say::Pass => s.decided.set(PASS),
         }
     }

@@ -13,11 +13,13 @@ mod atomic;
 mod dns;
 mod events;
 mod flows;
+mod learn;
 mod maps;
 mod mem;
 mod parse;
 mod policy;
 mod route;
+mod sni;
 mod stats;
 
 use aya_ebpf::{
@@ -163,6 +165,9 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
         Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
         Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };
+    if j.decision.reason == Reason::Pass {
+        j.decision = policy::dns_response(ctx, slot, settings, pkt, j.decision);
+    }
     j
 }
 

@@ -52,6 +52,10 @@ pub struct Packet {
     /// to the IP payload; 0 when the field is below 8). For DNS inspection via [`load_bytes`].
     pub udp_payload: u16,
     pub udp_payload_len: u16,
+    /// TCP only: offset of the segment's payload in the frame and its length (to the end of the IP
+    /// payload). For TLS ClientHello inspection via [`load_bytes`] (sni.rs).
+    pub tcp_payload: u16,
+    pub tcp_payload_len: u16,
 }
 
 impl Packet {
@@ -83,6 +87,8 @@ impl Packet {
         icmp: [0; 2],
         udp_payload: 0,
         udp_payload_len: 0,
+        tcp_payload: 0,
+        tcp_payload_len: 0,
     };
 }
 
@@ -202,6 +208,8 @@ fn parse_ipv4(f: &Frame, l3: usize) -> Option<Packet> {
         icmp: [0; 2],
         udp_payload: 0,
         udp_payload_len: 0,
+        tcp_payload: 0,
+        tcp_payload_len: 0,
     };
     if !pkt.later_fragment {
         parse_l4(f, &mut pkt, l3 + ihl, l3 + total, IPPROTO_ICMP)?;
@@ -234,6 +242,8 @@ fn parse_ipv6(f: &Frame, l3: usize) -> Option<Packet> {
         icmp: [0; 2],
         udp_payload: 0,
         udp_payload_len: 0,
+        tcp_payload: 0,
+        tcp_payload_len: 0,
     };
     let base = l3 + 40;
     let end = base + payload;
@@ -297,6 +307,8 @@ fn parse_l4(f: &Frame, pkt: &mut Packet, l4: usize, end: usize, icmp: u8) -> Opt
             }
             set_ports(pkt, h[0], h[1], h[2], h[3]);
             pkt.tcp_flags = h[13];
+            pkt.tcp_payload = (l4 + doff * 4) as u16;
+            pkt.tcp_payload_len = (end - (l4 + doff * 4)) as u16;
         }
         IPPROTO_UDP => {
             if l4 + 8 > end {

@@ -249,6 +249,9 @@ impl crate::Dataplane {
             alert_burst: image.alert_limit.burst,
             alert_window_ms: image.alert_limit.window_ms,
             domain_seed: image.domain_seed,
+            sni_ports: image.sni_ports,
+            learn_ttl_max_secs: image.learn_ttl_max_secs,
+            _pad_learn: 0,
         };
         m.settings
             .set(target as u32, settings, 0)

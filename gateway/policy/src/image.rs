@@ -66,6 +66,11 @@ pub struct MapImage {
     /// *block* entry only blocks the attacker). Random collisions are negligible (≈ 5·10⁻¹⁴ per
     /// lookup for a million names) and a collision inside the set refuses the policy.
     pub domain_seed: u64,
+    /// TCP ports whose TLS ClientHello SNI is judged (`[domains] sni_ports`; 0 = unused).
+    pub sni_ports: [u16; gateway_common::learn::MAX_SNI_PORTS],
+    /// Cap on a learnt blocked address's lifetime in seconds (`[domains] learn_ttl_max_secs`);
+    /// 0 = no learning.
+    pub learn_ttl_max_secs: u32,
 }
 
 /// The drop-event rate limit the data path applies (written into the slot's `Settings`).
@@ -269,6 +274,12 @@ impl MapImage {
         }
         h.update(b"dseed");
         h.update(self.domain_seed.to_be_bytes());
+        h.update(b"sni");
+        for p in self.sni_ports {
+            h.update(p.to_be_bytes());
+        }
+        h.update(b"learn");
+        h.update(self.learn_ttl_max_secs.to_be_bytes());
         h.finalize().into()
     }
 }
