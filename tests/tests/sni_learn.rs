@@ -588,3 +588,224 @@ fn answers_for_blocked_names_are_learnt() -> anyhow::Result<()> {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(())
 }
+
+/// One step of the differential run: a frame on a port, the reason a person expects, and a pause
+/// before it (to let entries expire).
+struct Step {
+    name: String,
+    ingress: u32,
+    frame: Vec<u8>,
+    want: Reason,
+    sleep_ms: u64,
+}
+
+/// The same sequence through the real program and the reference model (with its own learnt
+/// set): ClientHellos blocked, allowed, upper-case, malformed, truncated, without SNI; DNS
+/// responses with A/AAAA answers, compressed owners and a CNAME chain; packets to a learnt address
+/// while it lives and after it expired. Every step must give the hand label from both.
+#[test]
+fn reference_model_agrees() -> anyhow::Result<()> {
+    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
+    let a = addrs(&h.net);
+    let img = image(&a);
+    h.dp.apply(Arc::new(img.clone()), 1)?;
+    let routes = corpus_routes(&a);
+    let ports = h.net.reference_ports();
+    let mut learnt = gateway_reference::LearntSet::default();
+
+    let hello = |n: &str| ClientHello::new(n).bytes();
+    let mut bad_ext = hello("blocked.example");
+    bad_ext[extensions_len_offset(32) + 4] = 0x7f;
+    let big = ClientHello {
+        pad_before: 1600,
+        ..ClientHello::new("blocked.example")
+    }
+    .bytes();
+    let (c4, r4, c6, r6) = (a.v4.client, a.v4.internet, a.v6.client, a.v6.internet);
+    let step = |name: &str, ingress: u32, frame: Vec<u8>, want: Reason| Step {
+        name: name.to_string(),
+        ingress,
+        frame,
+        want,
+        sleep_ms: 0,
+    };
+    let tls = |src: IpAddr, dst: IpAddr, p: Vec<u8>| frame(src, dst, segment(443, p));
+    let syn = |src: IpAddr, dst: IpAddr| frame(src, dst, L4::tcp(40000, 443));
+    let short = DnsResponse::new(
+        "short.blocked.example",
+        vec![Answer::a(
+            TO_QUESTION.to_vec(),
+            Ipv4Addr::new(198, 51, 100, 91),
+            1,
+        )],
+    );
+    let t91 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 91));
+    let mut steps = vec![
+        step(
+            "sni blocked",
+            a.lan_if,
+            tls(c4, r4, hello("blocked.example")),
+            Reason::Domain,
+        ),
+        step(
+            "sni upper",
+            a.lan_if,
+            tls(c6, r6, hello("X.BLOCKED.example")),
+            Reason::Domain,
+        ),
+        step(
+            "sni allowed",
+            a.lan_if,
+            tls(c4, r4, hello("example.org")),
+            Reason::Pass,
+        ),
+        step(
+            "sni exception",
+            a.lan_if,
+            tls(c4, r4, hello("ok.blocked.example")),
+            Reason::Pass,
+        ),
+        step(
+            "sni none",
+            a.lan_if,
+            tls(c4, r4, ClientHello::without_sni().bytes()),
+            Reason::Pass,
+        ),
+        step(
+            "sni bad extension",
+            a.lan_if,
+            tls(c4, r4, bad_ext),
+            Reason::Malformed,
+        ),
+        step(
+            "sni truncated",
+            a.lan_if,
+            tls(c4, r4, big[..1400].to_vec()),
+            Reason::Malformed,
+        ),
+        step("sni whole big", a.lan_if, tls(c6, r6, big), Reason::Domain),
+        step(
+            "sni to blocklisted",
+            a.lan_if,
+            tls(c4, a.v4.blocked_exact, hello("example.org")),
+            Reason::Blocklist,
+        ),
+        step(
+            "before learning",
+            a.lan_if,
+            syn(c4, IpAddr::V4(CDN4)),
+            Reason::Pass,
+        ),
+        step(
+            "answer, allowed name",
+            a.internet_if,
+            frame(r4, c4, from53(chain_response("example.org", 60).bytes())),
+            Reason::Pass,
+        ),
+        step(
+            "answer, blocked, CNAME chain",
+            a.internet_if,
+            frame(
+                r4,
+                c4,
+                from53(chain_response("cdn.blocked.example", 600).bytes()),
+            ),
+            Reason::Domain,
+        ),
+        step(
+            "to learnt v4",
+            a.lan_if,
+            syn(c4, IpAddr::V4(CDN4)),
+            Reason::Domain,
+        ),
+        step(
+            "to learnt v4 (2nd)",
+            a.lan_if,
+            syn(c4, IpAddr::V4(CDN4B)),
+            Reason::Domain,
+        ),
+        step(
+            "to learnt v6",
+            a.lan_if,
+            syn(c6, IpAddr::V6(CDN6)),
+            Reason::Domain,
+        ),
+        step(
+            "udp to learnt",
+            a.lan_if,
+            frame(c4, IpAddr::V4(CDN4), L4::udp(5000, 443)),
+            Reason::Domain,
+        ),
+        step(
+            "answer, blocked, on the dedicated port",
+            a.dedicated_if,
+            frame(a.v4.dedicated_host, c4, from53(short.bytes())),
+            Reason::Domain,
+        ),
+        step("to short-lived", a.lan_if, syn(c4, t91), Reason::Domain),
+        Step {
+            sleep_ms: 1100,
+            ..step(
+                "to short-lived, expired",
+                a.lan_if,
+                syn(c4, t91),
+                Reason::Pass,
+            )
+        },
+        step(
+            "answer from a blocklisted source",
+            a.internet_if,
+            frame(
+                a.v4.blocked_exact,
+                c4,
+                from53(chain_response("z.blocked.example", 60).bytes()),
+            ),
+            Reason::BlocklistIn,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for s in steps.drain(..) {
+        if s.sleep_ms > 0 {
+            std::thread::sleep(Duration::from_millis(s.sleep_ms));
+        }
+        let xdp = h.run(s.ingress, &s.frame)?.reason;
+        let reference = gateway_reference::evaluate_beyond(
+            &img,
+            true,
+            &ports,
+            &routes,
+            s.ingress,
+            &s.frame,
+            &mut learnt,
+            monotonic_ns(),
+        );
+        if xdp != s.want || reference != s.want {
+            wrong.push(format!(
+                "{}: xdp {}, reference {}, want {}",
+                s.name,
+                xdp.as_str(),
+                reference.as_str(),
+                s.want.as_str()
+            ));
+        }
+    }
+    // Both learnt the same addresses, each with the same node.
+    let mut kernel: Vec<(IpAddr, u64, u8)> =
+        h.dp.learnt_table()?
+            .entries()?
+            .iter()
+            .map(|e| (e.addr, e.value.hash, e.value.whole))
+            .collect();
+    let mut model: Vec<(IpAddr, u64, u8)> = learnt
+        .entries
+        .iter()
+        .map(|(k, v)| (*k, v.hash, v.whole))
+        .collect();
+    kernel.sort();
+    model.sort();
+    if kernel != model {
+        wrong.push(format!("learnt: kernel {kernel:?}, model {model:?}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}

@@ -91,18 +91,43 @@ impl From<smoltcp::wire::Error> for Malformed {
 /// Parses a raw Ethernet frame per the spec.
 pub fn parse(frame: &[u8]) -> Parsed {
     match parse_frame(frame) {
-        Ok(parsed) => parsed,
+        Ok((parsed, _)) => parsed,
         Err(Malformed) => Parsed::Malformed,
     }
 }
 
-fn parse_frame(frame: &[u8]) -> Result<Parsed, Malformed> {
+/// The TCP or UDP payload of a well-formed first fragment (issue 6: ClientHello and DNS response
+/// inspection); empty for other packets. TCP: after the data offset, to the end of the IP payload;
+/// UDP: the UDP length field's payload, cut to the IP payload (as the data path reads it).
+pub fn l4_payload(frame: &[u8]) -> &[u8] {
+    match parse_frame(frame) {
+        Ok((_, payload)) => payload,
+        Err(Malformed) => &[],
+    }
+}
+
+fn parse_frame(frame: &[u8]) -> Result<(Parsed, &[u8]), Malformed> {
     let (ethertype, l3) = parse_l2(frame)?;
     let ip = &frame[l3..];
     match ethertype {
-        ETH_P_IP => parse_ipv4(ip).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_ipv6(ip).map(Parsed::Ip),
-        _ => Ok(Parsed::NonIp),
+        ETH_P_IP => parse_ipv4(ip).map(|(p, l)| (Parsed::Ip(p), l)),
+        ETH_P_IPV6 => parse_ipv6(ip).map(|(p, l)| (Parsed::Ip(p), l)),
+        _ => Ok((Parsed::NonIp, &[][..])),
+    }
+}
+
+/// The payload of the L4 region `l4` whose header `parse_l4` accepted.
+fn payload_of(proto: u8, l4: &[u8]) -> &[u8] {
+    match proto {
+        IPPROTO_TCP => {
+            let doff = usize::from(l4[12] >> 4) * 4;
+            &l4[doff..]
+        }
+        IPPROTO_UDP => {
+            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]])).min(l4.len());
+            l4.get(UDP_HLEN..len).unwrap_or(&[])
+        }
+        _ => &[],
     }
 }
 
@@ -124,7 +149,7 @@ fn parse_l2(frame: &[u8]) -> Result<(u16, usize), Malformed> {
     Ok((ethertype, l3))
 }
 
-fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
+fn parse_ipv4(ip: &[u8]) -> Result<(Packet, &[u8]), Malformed> {
     let pkt = Ipv4Packet::new_checked(ip)?;
     if pkt.version() != 4 || usize::from(pkt.header_len()) < IPV4_MIN_HLEN {
         return Err(Malformed);
@@ -134,21 +159,22 @@ fn parse_ipv4(ip: &[u8]) -> Result<Packet, Malformed> {
     let proto = u8::from(pkt.next_header());
     // frag_offset() is in bytes; zero exactly when the 13-bit offset field is zero.
     if pkt.frag_offset() != 0 {
-        return Ok(non_first_fragment(src, dst, proto));
+        return Ok((non_first_fragment(src, dst, proto), &[]));
     }
     let l4 = &ip[usize::from(pkt.header_len())..usize::from(pkt.total_len())];
     let (sport, dport) = parse_l4(proto, l4, IPPROTO_ICMP)?;
-    Ok(Packet {
+    let pkt = Packet {
         src,
         dst,
         proto,
         sport,
         dport,
         fragment: false,
-    })
+    };
+    Ok((pkt, payload_of(proto, l4)))
 }
 
-fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
+fn parse_ipv6(ip: &[u8]) -> Result<(Packet, &[u8]), Malformed> {
     let pkt = Ipv6Packet::new_checked(ip)?;
     if pkt.version() != 6 || pkt.payload_len() == 0 {
         return Err(Malformed);
@@ -181,22 +207,24 @@ fn parse_ipv6(ip: &[u8]) -> Result<Packet, Malformed> {
                 let frag = Ipv6FragmentHeader::new_checked(&bytes[2..])?;
                 next = bytes[0];
                 if frag.frag_offset() != 0 {
-                    return Ok(non_first_fragment(src, dst, next));
+                    return Ok((non_first_fragment(src, dst, next), &[]));
                 }
                 off += IPV6_FRAG_HLEN;
             }
             _ => break,
         }
     }
-    let (sport, dport) = parse_l4(next, &region[off..], IPPROTO_ICMPV6)?;
-    Ok(Packet {
+    let l4 = &region[off..];
+    let (sport, dport) = parse_l4(next, l4, IPPROTO_ICMPV6)?;
+    let pkt = Packet {
         src,
         dst,
         proto: next,
         sport,
         dport,
         fragment: false,
-    })
+    };
+    Ok((pkt, payload_of(next, l4)))
 }
 
 fn non_first_fragment(src: IpAddr, dst: IpAddr, proto: u8) -> Packet {
