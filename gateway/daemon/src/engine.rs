@@ -20,6 +20,7 @@ use crate::control::{
     StatsReport, StatusReport,
 };
 use crate::journal::{self, Journal};
+use crate::learnt::LearntBook;
 use crate::telemetry::{Telemetry, names::Names};
 
 /// Where the daemon keeps things.
@@ -85,6 +86,8 @@ pub struct Engine {
     ports: Vec<AttachedPort>,
     last_apply: Duration,
     journal: Journal,
+    /// Learnt blocked addresses (issue 6): swept each tick, in metrics and `domains learnt`.
+    learnt: LearntBook,
 }
 
 /// A compiled policy with what it took.
@@ -211,6 +214,7 @@ impl Engine {
             dp.flow_table()?,
             opts.state_dir.clone(),
         );
+        let learnt = LearntBook::new(dp.learnt_table()?);
         let mut engine = Engine {
             dp,
             telemetry,
@@ -224,6 +228,7 @@ impl Engine {
             ports,
             last_apply,
             journal,
+            learnt,
         };
         engine.publish_metrics();
         Ok(engine)
@@ -237,6 +242,7 @@ impl Engine {
     /// Once a second: flow sweep when due, fresh metrics.
     pub fn tick(&mut self) {
         self.telemetry.tick(&self.names);
+        self.learnt.sweep();
         self.publish_metrics();
     }
 
@@ -332,6 +338,7 @@ impl Engine {
                     attached: true,
                 })
                 .collect(),
+            domain_beyond: self.learnt.metrics()?,
         })
     }
 
@@ -340,6 +347,10 @@ impl Engine {
             Request::Apply { policy } => self.apply(&policy, "apply"),
             Request::Status => self.status(),
             Request::Stats => self.stats(),
+            Request::Learnt => match self.learnt.report(&self.image) {
+                Ok(r) => Response::Learnt(r),
+                Err(e) => error(ErrorKind::Internal, chain(&e)),
+            },
         }
     }
 

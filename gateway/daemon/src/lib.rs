@@ -8,6 +8,7 @@ pub mod backend;
 pub mod control;
 pub mod engine;
 pub mod journal;
+pub mod learnt;
 pub mod remote;
 pub mod render;
 pub mod server;

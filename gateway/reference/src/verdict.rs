@@ -22,10 +22,10 @@ use crate::routes::{Egress, Ports, Routes};
 ///    2. DNS query (UDP to port 53, QR=0, OPCODE=0, QDCOUNT=1) for a listed name → `domain`; a
 ///       question that cannot be walked → `malformed` unless the policy passes it (only with
 ///       domain feeds)
-///    2.3 TLS ClientHello (TCP to a policy SNI port, default 443) whose server_name is listed →
-///       `domain`; a malformed or split ClientHello → `malformed` unless the policy passes it
-///    2.4 destination is a learnt address (answered for a blocked name, not expired) whose name
-///       the active policy still blocks → `domain`
+///       — 2.3: a TLS ClientHello (TCP to a policy SNI port, default 443) whose server_name is
+///       listed → `domain`; a malformed or split ClientHello → `malformed` unless the policy
+///       passes it — 2.4: destination is a learnt address (answered for a blocked name, not
+///       expired) whose name the active policy still blocks → `domain`
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
