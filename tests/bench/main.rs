@@ -9,9 +9,11 @@
 //!   through the program: any wrong verdict during the swap is a lapse, and is counted;
 //! - flow accounting: 100k flows through the program, table read and sweep times, kernel and
 //!   gatewayd memory per 100k active flows (`flows.rs`);
-//! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`).
+//! - flow export: records/s encoded and exported over UDP, octets per record (`export.rs`);
+//! - TLS ClientHello SNI and learnt blocked addresses, beside a plain TCP packet (`sni.rs`).
 //!
-//! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh). Figures are printed,
+//! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh; `gateway-bench sni`
+//! runs only the SNI / learnt-address part). Figures are printed,
 //! never asserted: these machines are shared and noisy; compare ratios within one run.
 use std::{
     fmt::Write as _,
@@ -24,6 +26,7 @@ use std::{
 mod alloc;
 mod export;
 mod flows;
+mod sni;
 
 use anyhow::Context as _;
 use gateway_common::Role;
@@ -217,9 +220,22 @@ fn main() -> anyhow::Result<()> {
     let harness = XdpHarness::new(TestNet::lab_routes)?;
     let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(harness, &profile, &dir);
+    // `gateway-bench sni`: only the SNI / learnt-address figures (a minute instead of many).
+    let result = if std::env::args().nth(1).as_deref() == Some("sni") {
+        let XdpHarness {
+            net,
+            mut dp,
+            runner,
+        } = harness;
+        sni::run(&mut dp, &runner, &net, &profile, &dir, 1)
+    } else {
+        run(harness, &profile, &dir)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result?;
+    if std::env::args().nth(1).as_deref() == Some("sni") {
+        return Ok(());
+    }
     export::run()
 }
 
@@ -318,7 +334,8 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             println!("  {:<38} {:>6.2}x", c.name, b.0 / s.0.max(0.1));
         }
     }
-    flows::run(&dp, &gw, &net)
+    flows::run(&dp, &gw, &net)?;
+    sni::run(&mut dp, &gw, &net, profile, dir, generation + 1)
 }
 
 fn kernel() -> String {

@@ -463,24 +463,13 @@ impl Engine {
                     entries: f.entries,
                 })
                 .collect(),
-            files: compiled
-                .summary
-                .feeds
-                .iter()
-                .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-                .collect(),
+            files: named_files(&compiled.summary),
         })
     }
 
     /// The policy file in force and the files it names (relative to its directory).
     pub fn policy_in_force(&self) -> (PathBuf, Vec<PathBuf>) {
-        let files = self
-            .in_force
-            .summary
-            .feeds
-            .iter()
-            .filter_map(|f| f.path.as_ref().map(PathBuf::from))
-            .collect();
+        let files = named_files(&self.in_force.summary);
         (self.policy_path.clone(), files)
     }
 
@@ -613,4 +602,15 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The files a policy names, relative to its directory: its blocklist feeds and its domain feeds
+/// (a bundle that left the domain feeds out could not be compiled where it is staged).
+fn named_files(summary: &Summary) -> Vec<PathBuf> {
+    let feeds = summary
+        .feeds
+        .iter()
+        .filter_map(|f| f.path.as_ref().map(PathBuf::from));
+    let domain_feeds = summary.domain_feeds.iter().map(|f| PathBuf::from(&f.path));
+    feeds.chain(domain_feeds).collect()
 }
