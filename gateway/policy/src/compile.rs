@@ -251,6 +251,8 @@ pub fn compile_policy_with_store(
     add_allow_rules(policy, &mut image)?;
     let domain_feeds = add_domains(policy, &mut image, &mut warnings)?;
     image.settings_flags = settings_flags(policy);
+    image.sni_ports = policy.domains.sni_ports;
+    image.learn_ttl_max_secs = policy.domains.learn_ttl_max_secs;
     // The data path rate-limits alerts per policy slot, so a new limit applies atomically with
     // the rest of the policy.
     image.alert_limit = crate::image::AlertLimit {
