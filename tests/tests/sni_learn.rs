@@ -809,3 +809,86 @@ fn reference_model_agrees() -> anyhow::Result<()> {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(())
 }
+
+/// With `action = "nxdomain"` only a DNS query is answered in place (XDP_TX): a blocked
+/// ClientHello, a DNS response for a blocked name and a packet to a learnt address are plain drops.
+/// The ClientHello's drop event names its server_name and the response's its question, with the
+/// listed name that matched; a learnt-address drop carries no name (its packet has none) and
+/// stays a plain event.
+#[test]
+fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<()> {
+    use gateway_common::event::{DNS_DROPPED, EVENT_DROP, EVENT_DROP_DNS};
+    use gateway_common::values::SETTING_DNS_NXDOMAIN;
+    use gateway_dataplane::XDP_DROP;
+    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
+    let a = addrs(&h.net);
+    let mut img = image(&a);
+    img.settings_flags |= SETTING_DNS_NXDOMAIN;
+    let listed = dname::hash_dotted(img.domain_seed, b"blocked.example");
+    h.dp.apply(Arc::new(img), 1)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let _guard = rt.enter();
+    let mut reader = h.dp.event_reader()?;
+
+    // (what, ingress, frame, whether the event names "www.blocked.example")
+    let hello = ClientHello::new("www.blocked.example").bytes();
+    let response = chain_response("www.blocked.example", 600).bytes();
+    let cases = [
+        (
+            "ClientHello",
+            a.lan_if,
+            frame(a.v4.client, a.v4.internet, segment(443, hello)),
+            true,
+        ),
+        (
+            "DNS response",
+            a.internet_if,
+            frame(a.v6.internet, a.v6.client, from53(response)),
+            true,
+        ),
+        // The response taught CDN6; a SYN to it (no payload: no SNI to read) meets step 2.4.
+        (
+            "learnt address",
+            a.lan_if,
+            frame(a.v6.client, IpAddr::V6(CDN6), L4::tcp(40000, 443)),
+            false,
+        ),
+    ];
+    for (what, ingress, f, named) in cases {
+        let r = h.run(ingress, &f)?;
+        anyhow::ensure!(
+            r.reason == Reason::Domain && r.action == XDP_DROP,
+            "{what}: {} action {}",
+            r.reason.as_str(),
+            r.action
+        );
+        let rec = reader
+            .try_next()
+            .ok_or_else(|| anyhow::anyhow!("no event for the {what}"))?;
+        anyhow::ensure!(rec.event.reason() == Some(Reason::Domain), "{what}");
+        if named {
+            let dns = rec
+                .dns
+                .ok_or_else(|| anyhow::anyhow!("{what}: event without the name"))?;
+            anyhow::ensure!(rec.event.kind == EVENT_DROP_DNS, "{what}");
+            anyhow::ensure!(
+                dns.name().as_deref() == Some("www.blocked.example"),
+                "{what}: {dns:?}"
+            );
+            anyhow::ensure!(
+                dns.matched().as_deref() == Some("*.blocked.example") && dns.matched_hash == listed,
+                "{what}: {dns:?}"
+            );
+            anyhow::ensure!(dns.answer == DNS_DROPPED, "{what}: {dns:?}");
+        } else {
+            anyhow::ensure!(
+                rec.dns.is_none() && rec.event.kind == EVENT_DROP,
+                "{what}: {:?}",
+                rec.dns
+            );
+        }
+    }
+    Ok(())
+}
