@@ -817,7 +817,9 @@ fn reference_model_agrees() -> anyhow::Result<()> {
 /// stays a plain event.
 #[test]
 fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<()> {
-    use gateway_common::event::{DNS_DROPPED, EVENT_DROP, EVENT_DROP_DNS};
+    use gateway_common::event::{
+        DNS_DROPPED, DNS_VIA_RESPONSE, DNS_VIA_SNI, EVENT_DROP, EVENT_DROP_DNS,
+    };
     use gateway_common::values::SETTING_DNS_NXDOMAIN;
     use gateway_dataplane::XDP_DROP;
     let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
@@ -832,7 +834,7 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
     let _guard = rt.enter();
     let mut reader = h.dp.event_reader()?;
 
-    // (what, ingress, frame, whether the event names "www.blocked.example")
+    // (what, ingress, frame, where the event says it read "www.blocked.example", if it names it)
     let hello = ClientHello::new("www.blocked.example").bytes();
     let response = chain_response("www.blocked.example", 600).bytes();
     let cases = [
@@ -840,23 +842,23 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
             "ClientHello",
             a.lan_if,
             frame(a.v4.client, a.v4.internet, segment(443, hello)),
-            true,
+            Some(DNS_VIA_SNI),
         ),
         (
             "DNS response",
             a.internet_if,
             frame(a.v6.internet, a.v6.client, from53(response)),
-            true,
+            Some(DNS_VIA_RESPONSE),
         ),
         // The response taught CDN6; a SYN to it (no payload: no SNI to read) meets step 2.4.
         (
             "learnt address",
             a.lan_if,
             frame(a.v6.client, IpAddr::V6(CDN6), L4::tcp(40000, 443)),
-            false,
+            None,
         ),
     ];
-    for (what, ingress, f, named) in cases {
+    for (what, ingress, f, via) in cases {
         let r = h.run(ingress, &f)?;
         anyhow::ensure!(
             r.reason == Reason::Domain && r.action == XDP_DROP,
@@ -868,7 +870,7 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
             .try_next()
             .ok_or_else(|| anyhow::anyhow!("no event for the {what}"))?;
         anyhow::ensure!(rec.event.reason() == Some(Reason::Domain), "{what}");
-        if named {
+        if let Some(via) = via {
             let dns = rec
                 .dns
                 .ok_or_else(|| anyhow::anyhow!("{what}: event without the name"))?;
@@ -881,7 +883,10 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
                 dns.matched().as_deref() == Some("*.blocked.example") && dns.matched_hash == listed,
                 "{what}: {dns:?}"
             );
-            anyhow::ensure!(dns.answer == DNS_DROPPED, "{what}: {dns:?}");
+            anyhow::ensure!(
+                dns.answer == DNS_DROPPED && dns.via == via,
+                "{what}: {dns:?}"
+            );
         } else {
             anyhow::ensure!(
                 rec.dns.is_none() && rec.event.kind == EVENT_DROP,

@@ -17,7 +17,10 @@ use aya_ebpf::programs::XdpContext;
 use gateway_common::dname::{self, MAX_LABELS, MAX_WIRE_LEN, Say};
 
 use gateway_common::{
-    event::{DNS_DROPPED, DNS_EVENT_NAME, DNS_NXDOMAIN, DNS_SINKHOLE, DnsDetail},
+    event::{
+        DNS_DROPPED, DNS_EVENT_NAME, DNS_NXDOMAIN, DNS_SINKHOLE, DNS_VIA_LEARNT, DNS_VIA_QUERY,
+        DnsDetail,
+    },
     maps::IPPROTO_TCP,
     values::{SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6},
 };
@@ -65,22 +68,9 @@ pub struct Scratch {
     /// inspection. Handed over through map memory rather than a return value on purpose: the
     /// verifier then walks the drop-event and flow code once, not once per possible outcome.
     answered: Cell,
-    /// Which step made the last `domain` decision of this run (`Via`), set by [`mark`].
+    /// Which step made the last `domain` decision of this run (`DNS_VIA_*` of
+    /// gateway_common::event), set by [`mark`].
     via: Cell,
-}
-
-/// The step behind a `domain` drop: what the drop event and the in-place answer may use.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u64)]
-pub enum Via {
-    /// 2.2 a DNS query: the scratch holds its question; it may be answered in place.
-    Query = 0,
-    /// 2.3 a TLS ClientHello: the scratch holds its server_name in wire form (`sni.rs`).
-    Sni = 1,
-    /// A DNS response for a blocked name: the scratch holds its question (`learn.rs`).
-    Response = 2,
-    /// 2.4 a learnt address: no name in this packet.
-    Learnt = 3,
 }
 
 impl Scratch {
@@ -344,7 +334,7 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 /// Records which step made this run's `domain` decision (before the exit reads [`named`] and
 /// [`answerable`]). The scratch is per CPU and per run: every `domain` decision marks it.
 #[inline(always)]
-pub fn mark(via: Via) {
+pub fn mark(via: u8) {
     if let Some(s) = maps::DNS_SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
         unsafe { (*s).via.set(via as u64) };
@@ -356,21 +346,21 @@ fn via() -> u64 {
     match maps::DNS_SCRATCH.get_ptr(0) {
         // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
         Some(s) => unsafe { (*s).via.get() },
-        None => Via::Learnt as u64,
+        None => DNS_VIA_LEARNT as u64,
     }
 }
 
 /// The `domain` drop of this run was a DNS query: [`answer`] may turn it into its answer.
 #[inline(always)]
 pub fn answerable() -> bool {
-    via() == Via::Query as u64
+    via() == DNS_VIA_QUERY as u64
 }
 
 /// The `domain` drop of this run has a name in the scratch for [`detail`] (all but a learnt
 /// address: that packet carries no name, and the scratch holds an earlier packet's).
 #[inline(always)]
 pub fn named() -> bool {
-    via() != Via::Learnt as u64
+    via() != DNS_VIA_LEARNT as u64
 }
 
 /// Fills the DNS part of the drop event of the query [`inspect`] just blocked on this CPU (the
@@ -391,6 +381,7 @@ pub fn detail(out: &mut DnsDetail) {
     out.name_len = qlen as u8;
     out.match_off = s.match_off.get() as u8;
     out.answer = s.answered.get() as u8;
+    out.via = s.via.get() as u8;
     // A fixed-size copy (LLVM expands it into plain loads and stores); the reader uses only the
     // first `name_len` bytes.
     let mut name = [0u8; DNS_EVENT_NAME];

@@ -6,13 +6,14 @@
 use aya_ebpf::programs::XdpContext;
 use gateway_common::{
     Reason, Role,
+    event::{DNS_VIA_LEARNT, DNS_VIA_QUERY, DNS_VIA_RESPONSE, DNS_VIA_SNI},
     flow::NO_RULE,
     maps::{IPPROTO_TCP, IPPROTO_UDP},
     values::{SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, Settings},
 };
 
 use crate::{
-    dns::{self, Dns, Via},
+    dns::{self, Dns},
     learn, maps,
     parse::{Addrs, Packet},
     route::{self, Egress},
@@ -68,7 +69,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
     {
         match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
             Dns::Block(feed) => {
-                dns::mark(Via::Query);
+                dns::mark(DNS_VIA_QUERY);
                 return Decision::new(Reason::Domain, feed, 0);
             }
             Dns::Malformed if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
@@ -86,7 +87,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
         {
             match sni::inspect(ctx, pkt, slot, settings.domain_seed) {
                 Sni::Block(feed) => {
-                    dns::mark(Via::Sni);
+                    dns::mark(DNS_VIA_SNI);
                     return Decision::new(Reason::Domain, feed, 0);
                 }
                 Sni::Unreadable if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
@@ -99,7 +100,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
         if settings.learn_ttl_max_secs != 0
             && let Some(feed) = learn::learnt_dst(pkt, slot, settings)
         {
-            dns::mark(Via::Learnt);
+            dns::mark(DNS_VIA_LEARNT);
             return Decision::new(Reason::Domain, feed, 0);
         }
     }
@@ -251,7 +252,7 @@ pub fn dns_response(
         && pkt.sport == 53
         && let Some(feed) = learn::response(ctx, pkt, slot, settings)
     {
-        dns::mark(Via::Response);
+        dns::mark(DNS_VIA_RESPONSE);
         return Decision::new(Reason::Domain, feed, pass.egress);
     }
     pass
