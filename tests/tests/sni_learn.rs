@@ -1,7 +1,7 @@
 //! Beyond the first packet (issue 6 item 3) in the real XDP program: TLS ClientHello SNI on the
-//! policy's SNI ports (lan step 2.3), DNS responses for blocked names dropped and their answers
+//! policy's SNI ports (lan step 2.2b), DNS responses for blocked names dropped and their answers
 //! learnt (every role, last step), and lan packets to a learnt address dropped while the entry
-//! lives and the active policy still blocks the name (lan step 2.4). Needs root: fails without it.
+//! lives and the active policy still blocks the name (lan step 2.2c). Needs root: fails without it.
 #![allow(clippy::unwrap_used)] // reason: test code
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -850,7 +850,7 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
             frame(a.v6.internet, a.v6.client, from53(response)),
             Some(DNS_VIA_RESPONSE),
         ),
-        // The response taught CDN6; a SYN to it (no payload: no SNI to read) meets step 2.4.
+        // The response taught CDN6; a SYN to it (no payload: no SNI to read) meets step 2.2c.
         (
             "learnt address",
             a.lan_if,

@@ -88,13 +88,13 @@ pub const DNS_NXDOMAIN: u8 = 1;
 /// Answered in place with the sinkhole address.
 pub const DNS_SINKHOLE: u8 = 2;
 
-/// [`DnsDetail::via`]: a DNS query (lan step 2.2); the name is its question.
+/// [`DnsDetail::via`]: a DNS query (lan step 2.2a); the name is its question.
 pub const DNS_VIA_QUERY: u8 = 0;
-/// A TLS ClientHello (lan step 2.3); the name is its server_name, QTYPE is 0.
+/// A TLS ClientHello (lan step 2.2b); the name is its server_name, QTYPE is 0.
 pub const DNS_VIA_SNI: u8 = 1;
 /// A DNS response for a blocked name (every role, last step); the name is its question.
 pub const DNS_VIA_RESPONSE: u8 = 2;
-/// A packet to a learnt address (lan step 2.4): it carries no name, so its drop event is a plain
+/// A packet to a learnt address (lan step 2.2c): it carries no name, so its drop event is a plain
 /// [`DropEvent`]; the data path's own marker, never in a [`DnsDetail`].
 pub const DNS_VIA_LEARNT: u8 = 3;
 

@@ -13,7 +13,7 @@
 //! simply ends one. A response whose question cannot be walked passes untouched (answers are not
 //! what the query check guards).
 //!
-//! *Checking* (lan step 2.4): a packet to a learnt address whose entry has not expired and whose
+//! *Checking* (lan step 2.2c): a packet to a learnt address whose entry has not expired and whose
 //! node still blocks in the active slot (same seed, the node's APEX or BELOW bits say block) drops
 //! as `domain`, attributed to the feed the active slot names. An expired entry is deleted; a live
 //! one the active policy no longer blocks passes and stays until it expires.
@@ -259,7 +259,7 @@ extern "C" fn answer_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Lan step 2.4: the domain feed when the destination is a live learnt address whose name the
+/// Lan step 2.2c: the domain feed when the destination is a live learnt address whose name the
 /// active slot still blocks.
 #[inline(always)]
 pub fn learnt_dst(pkt: &parse::Packet, slot: u8, settings: &Settings) -> Option<u32> {

@@ -47,7 +47,7 @@ impl Decision {
     }
 }
 
-/// `lan` ingress: 1 blocklist, 2 domain (2.2 DNS query, 2.3 TLS ClientHello SNI, 2.4 learnt
+/// `lan` ingress: 1 blocklist, 2 domain (2a DNS query, 2b TLS ClientHello SNI, 2c learnt
 /// address), 3 isolated, 4 shared system, 5 pass. Every role, last: a DNS response for a blocked
 /// name is dropped and learnt ([`dns_response`]).
 #[inline(always)]
@@ -60,7 +60,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
     if let Some(feed) = blocked {
         return Decision::new(Reason::Blocklist, feed, 0);
     }
-    // 2. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
+    // 2a. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
     //    policy has domain feeds.
     if settings.flags & SETTING_DNS_INSPECT != 0
         && pkt.has_ports
@@ -79,7 +79,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
         }
     }
     if settings.flags & SETTING_DNS_INSPECT != 0 {
-        // 2.3 A TLS ClientHello to an SNI port whose server_name is listed.
+        // 2b. A TLS ClientHello to an SNI port whose server_name is listed.
         if pkt.proto == IPPROTO_TCP
             && pkt.has_ports
             && pkt.payload_len > 0
@@ -96,7 +96,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
                 Sni::Unreadable | Sni::Pass => {}
             }
         }
-        // 2.4 The destination was answered for a name the active policy blocks.
+        // 2c. The destination was answered for a name the active policy blocks.
         if settings.learn_ttl_max_secs != 0
             && let Some(feed) = learn::learnt_dst(pkt, slot, settings)
         {

@@ -1,4 +1,4 @@
-//! TLS ClientHello server_name (issue 6 item 3, lan verdict step 2.3). Keep identical to the
+//! TLS ClientHello server_name (issue 6 item 3, lan verdict step 2.2b). Keep identical to the
 //! reference model (`gateway-reference`'s `sni`).
 //!
 //! A TCP segment from the lan to one of the policy's SNI ports (`[domains] sni_ports`, default 443)

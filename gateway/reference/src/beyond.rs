@@ -1,12 +1,12 @@
 //! Beyond the first packet (issue 6 item 3), as the executable spec of ebpf/xdp/src/sni.rs and
-//! learn.rs: TLS ClientHello SNI (lan step 2.3), the learnt blocked-address set (lan step 2.4) and
+//! learn.rs: TLS ClientHello SNI (lan step 2.2b), the learnt blocked-address set (lan step 2.2c) and
 //! learning from DNS responses for blocked names (every role, last step, only for packets that
 //! would pass). Written from the rules, not from the data path's code: slices and `get`, no scratch
 //! buffers or loop cells.
 //!
 //! The learnt set is runtime state, so this part of the model is stateful: [`evaluate_beyond`]
 //! takes a [`LearntSet`] and the monotonic time, and wraps the stateless [`crate::evaluate`]. The
-//! wrapping keeps the verdict order: the lan steps 2.3/2.4 replace a verdict only of the steps
+//! wrapping keeps the verdict order: the lan steps 2.2b/2.2c replace a verdict only of the steps
 //! after them (3 isolated, 4 shared system, 5 pass).
 
 use std::collections::HashMap;
@@ -87,7 +87,7 @@ pub fn evaluate_beyond(
         Reason::Isolated | Reason::NotAllowed | Reason::SharedViaInternet | Reason::Pass
     );
     if ports.role(ingress_ifindex) == Some(Role::Lan) && after_step_2 {
-        // 2.3 SNI.
+        // 2.2b SNI.
         let sni_port = pkt
             .dport
             .is_some_and(|p| image.sni_ports.iter().any(|s| *s != 0 && *s == p));
@@ -106,7 +106,7 @@ pub fn evaluate_beyond(
                 Sni::NotHello | Sni::NoName => {}
             }
         }
-        // 2.4 Learnt destination.
+        // 2.2c Learnt destination.
         if image.learn_ttl_max_secs != 0 && learnt_blocks(image, learnt, pkt.dst, now_ns) {
             return Reason::Domain;
         }
@@ -248,7 +248,7 @@ fn server_name(b: &[u8], f: usize, len: usize) -> Sni {
     Sni::Name(name.to_vec())
 }
 
-/// Lan step 2.4: whether `dst` is a live learnt address whose node still blocks in `image`.
+/// Lan step 2.2c: whether `dst` is a live learnt address whose node still blocks in `image`.
 /// An expired entry is removed.
 fn learnt_blocks(image: &MapImage, learnt: &mut LearntSet, dst: IpAddr, now_ns: u64) -> bool {
     let Some(v) = learnt.entries.get(&dst).copied() else {
