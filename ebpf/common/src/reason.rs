@@ -16,12 +16,12 @@ pub enum Verdict {
 ///    1. destination in a blocklist → `blocklist`
 ///    2. domain (only with domain feeds; a name that cannot be read → `malformed` unless the policy
 ///       passes it):
-///       a. a DNS query (UDP, or TCP with data, to port 53; QR=0, OPCODE=0, QDCOUNT=1) for a
-///          listed name → `domain` (answered in place per policy)
-///       b. a TLS ClientHello (TCP to a policy SNI port, default 443) whose server_name is listed
-///          → `domain`; a split ClientHello counts as unreadable
-///       c. destination is a learnt address (answered for a blocked name, not expired) whose name
-///          the active policy still blocks → `domain`
+///       - (a) a DNS query (UDP, or TCP with data, to port 53; QR=0, OPCODE=0, QDCOUNT=1) for a
+///         listed name → `domain` (answered in place per policy)
+///       - (b) a TLS ClientHello (TCP to a policy SNI port, default 443) whose server_name is
+///         listed → `domain`; a split ClientHello counts as unreadable
+///       - (c) destination is a learnt address (answered for a blocked name, not expired) whose
+///         name the active policy still blocks → `domain`
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
