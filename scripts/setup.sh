@@ -10,9 +10,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # iputils-ping, netcat-openbsd, socat, curl: real traffic in the lab tests. The SOC's own tools, which
 # the telemetry tests point at the gateway: nfdump (nfcapd collector), tshark (IPFIX over TCP decoder),
 # prometheus (promtool), rsyslog + rsyslog-openssl (syslog receiver over TCP and TLS), openssl.
-# Domain blocking: dnsutils (dig, the office client), dnsmasq-base (the Internet-side resolver).
+# Domain blocking: bind9-dnsutils (dig, the office client), dnsmasq-base (the Internet-side resolver).
 APT_PACKAGES=(iproute2 nftables bpftool iputils-ping netcat-openbsd socat procps kmod curl openssl
-  nfdump tshark prometheus rsyslog rsyslog-openssl dnsutils dnsmasq-base)
+  nfdump tshark prometheus rsyslog rsyslog-openssl bind9-dnsutils dnsmasq-base)
 # shellcheck source=scripts/apt.sh
 . "$(dirname "$0")/apt.sh"
 apt_ensure "${APT_PACKAGES[@]}"

@@ -13,9 +13,11 @@
 //! - domain blocking: ns/packet of DNS queries (allowed, blocked, answered) with 1k, 100k and 1M
 //!   listed names beside a non-DNS packet, the DOMAINS map's memory, compile/apply times
 //!   (`domains.rs`).
+//! - TLS ClientHello SNI and learnt blocked addresses, beside a plain TCP packet (`sni.rs`).
 //!
 //! Needs root. Run: `sudo target/release/gateway-bench` (or scripts/bench.sh); `gateway-bench
-//! domains` runs only the domain-blocking part. Figures are printed,
+//! domains` runs only the domain-blocking part, `gateway-bench sni` only the SNI / learnt-address
+//! part. Figures are printed,
 //! never asserted: these machines are shared and noisy; compare ratios within one run.
 use std::{
     fmt::Write as _,
@@ -29,6 +31,7 @@ mod alloc;
 mod domains;
 mod export;
 mod flows;
+mod sni;
 
 use anyhow::Context as _;
 use gateway_common::Role;
@@ -222,19 +225,30 @@ fn main() -> anyhow::Result<()> {
     let harness = XdpHarness::new(TestNet::lab_routes)?;
     let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let only_domains = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("domains") => true,
-        Some(other) => anyhow::bail!("unknown argument {other:?}; usage: gateway-bench [domains]"),
+    // `gateway-bench domains` / `gateway-bench sni`: one part only (minutes instead of many).
+    let part = match std::env::args().nth(1).as_deref() {
+        None => None,
+        Some("domains") => Some(Part::Domains),
+        Some("sni") => Some(Part::Sni),
+        Some(other) => {
+            anyhow::bail!("unknown argument {other:?}; usage: gateway-bench [domains|sni]")
+        }
     };
-    let result = if only_domains {
-        run_domains(harness, &profile, &dir)
-    } else {
-        run(harness, &profile, &dir)
+    let result = match part {
+        Some(Part::Domains) => run_domains(harness, &profile, &dir),
+        Some(Part::Sni) => {
+            let XdpHarness {
+                net,
+                mut dp,
+                runner,
+            } = harness;
+            sni::run(&mut dp, &runner, &net, &profile, &dir, 1)
+        }
+        None => run(harness, &profile, &dir),
     };
     let _ = std::fs::remove_dir_all(&dir);
     result?;
-    if only_domains {
+    if part.is_some() {
         return Ok(());
     }
     export::run()
@@ -379,7 +393,14 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
             base_policy: &initial,
         },
         &mut generation,
-    )
+    )?;
+    sni::run(&mut dp, &gw, &net, profile, dir, generation + 1)
+}
+
+/// The one part `gateway-bench <part>` runs.
+enum Part {
+    Domains,
+    Sni,
 }
 
 fn kernel() -> String {

@@ -1,5 +1,6 @@
 //! Test support: namespace lab and packet corpus.
 pub mod corpus;
+pub mod domain_packets;
 pub mod feed_server;
 pub mod r#gen;
 pub mod lab;

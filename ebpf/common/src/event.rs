@@ -71,7 +71,9 @@ pub struct DnsDetail {
     pub match_off: u8,
     /// How the query was dealt with: one of `DNS_DROPPED`, `DNS_NXDOMAIN`, `DNS_SINKHOLE`.
     pub answer: u8,
-    pub _pad: [u8; 3],
+    /// Which check found the name: one of `DNS_VIA_QUERY`, `DNS_VIA_SNI`, `DNS_VIA_RESPONSE`.
+    pub via: u8,
+    pub _pad: [u8; 2],
     /// The first `min(name_len, DNS_EVENT_NAME)` bytes of the name in wire form (length-prefixed
     /// labels); the bytes after that are unspecified.
     pub name: [u8; DNS_EVENT_NAME],
@@ -85,6 +87,16 @@ pub const DNS_DROPPED: u8 = 0;
 pub const DNS_NXDOMAIN: u8 = 1;
 /// Answered in place with the sinkhole address.
 pub const DNS_SINKHOLE: u8 = 2;
+
+/// [`DnsDetail::via`]: a DNS query (lan step 2.2a); the name is its question.
+pub const DNS_VIA_QUERY: u8 = 0;
+/// A TLS ClientHello (lan step 2.2b); the name is its server_name, QTYPE is 0.
+pub const DNS_VIA_SNI: u8 = 1;
+/// A DNS response for a blocked name (every role, last step); the name is its question.
+pub const DNS_VIA_RESPONSE: u8 = 2;
+/// A packet to a learnt address (lan step 2.2c): it carries no name, so its drop event is a plain
+/// [`DropEvent`]; the data path's own marker, never in a [`DnsDetail`].
+pub const DNS_VIA_LEARNT: u8 = 3;
 
 /// A record of kind [`EVENT_DROP_DNS`].
 #[repr(C)]
@@ -132,8 +144,8 @@ mod user {
     use std::{format, string::String};
 
     use super::{
-        AlertKey, AlertState, DNS_EVENT_NAME, DnsDetail, DnsDropEvent, DropEvent, EVENT_DROP,
-        EVENT_DROP_DNS,
+        AlertKey, AlertState, DNS_EVENT_NAME, DNS_VIA_QUERY, DNS_VIA_RESPONSE, DNS_VIA_SNI,
+        DnsDetail, DnsDropEvent, DropEvent, EVENT_DROP, EVENT_DROP_DNS,
     };
 
     // SAFETY: #[repr(C)], Copy, made only of integers and byte arrays with every padding byte an
@@ -191,6 +203,17 @@ mod user {
                 at += 1 + len;
             }
             Some(if out.is_empty() { ".".into() } else { out })
+        }
+
+        /// [`DnsDetail::via`] as the word alerts carry (`domain_via`); `None` for a value this
+        /// daemon does not know (a newer data path).
+        pub fn via_word(&self) -> Option<&'static str> {
+            match self.via {
+                DNS_VIA_QUERY => Some("dns_query"),
+                DNS_VIA_SNI => Some("tls_sni"),
+                DNS_VIA_RESPONSE => Some("dns_response"),
+                _ => None,
+            }
         }
 
         /// The query name, or `None` when it was longer than the record carries.
@@ -325,7 +348,8 @@ mod user {
                     name_len: name.len() as u8,
                     match_off,
                     answer: super::super::DNS_NXDOMAIN,
-                    _pad: [0; 3],
+                    via: 0,
+                    _pad: [0; 2],
                     name: n,
                 },
             }

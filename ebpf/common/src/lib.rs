@@ -19,6 +19,7 @@ pub mod dname;
 pub mod event;
 pub mod flow;
 pub mod keys;
+pub mod learn;
 pub mod maps;
 pub mod reason;
 pub mod role;

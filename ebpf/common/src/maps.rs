@@ -26,9 +26,13 @@ pub const EVENT_STATS: &str = "EVENT_STATS";
 pub const ALERT_LIMIT: &str = "ALERT_LIMIT";
 /// Domain blocking (issue 6): (slot, name hash) → `values::DomainValue`.
 pub const DOMAINS: &str = "DOMAINS";
+/// SNI and learnt addresses (issue 6, `crate::learn`): runtime state, no slot in the key.
+pub const LEARNT_V4: &str = "LEARNT_V4";
+pub const LEARNT_V6: &str = "LEARNT_V6";
+pub const DOMAIN_STATS: &str = "DOMAIN_STATS";
 
 /// Every map, for pinning and adoption.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 25] = [
     ACTIVE,
     SETTINGS,
     PORTS,
@@ -51,12 +55,24 @@ pub const ALL: [&str; 22] = [
     EVENTS,
     EVENT_STATS,
     ALERT_LIMIT,
+    LEARNT_V4,
+    LEARNT_V6,
+    DOMAIN_STATS,
 ];
 
 /// The telemetry maps among [`ALL`]: counters and records only, no policy. A pinned one whose shape
 /// no longer matches what the program declares (e.g. the profile changed the flow table size) can be
 /// replaced by a fresh one without touching enforcement.
-pub const TELEMETRY: [&str; 5] = [FLOWS, FLOW_STATS, EVENTS, EVENT_STATS, ALERT_LIMIT];
+pub const TELEMETRY: [&str; 8] = [
+    FLOWS,
+    FLOW_STATS,
+    EVENTS,
+    EVENT_STATS,
+    ALERT_LIMIT,
+    LEARNT_V4,
+    LEARNT_V6,
+    DOMAIN_STATS,
+];
 
 /// Generation slots.
 pub const SLOTS: u32 = 2;

@@ -14,9 +14,14 @@ pub enum Verdict {
 ///    A truncated or malformed IP packet drops (`malformed`).
 /// 2. `lan` ingress:
 ///    1. destination in a blocklist → `blocklist`
-///    2. DNS query (UDP to port 53, QR=0, OPCODE=0, QDCOUNT=1) for a listed name → `domain`; a
-///       question that cannot be walked → `malformed` unless the policy passes it (only with
-///       domain feeds)
+///    2. domain (only with domain feeds; a name that cannot be read → `malformed` unless the policy
+///       passes it):
+///       - (a) a DNS query (UDP, or TCP with data, to port 53; QR=0, OPCODE=0, QDCOUNT=1) for a
+///         listed name → `domain` (answered in place per policy)
+///       - (b) a TLS ClientHello (TCP to a policy SNI port, default 443) whose server_name is
+///         listed → `domain`; a split ClientHello counts as unreadable
+///       - (c) destination is a learnt address (answered for a blocked name, not expired) whose
+///         name the active policy still blocks → `domain`
 ///    3. source is an isolated host and the packet does not leave by the dedicated port towards the
 ///       dedicated network (and is not for the gateway itself) → `isolated`
 ///    4. destination is a shared system: the source/protocol/port must be allowed → else `not_allowed`;
@@ -27,7 +32,9 @@ pub enum Verdict {
 ///    gateway itself); forwarded anywhere but a `lan` port → `cross_network`.
 /// 4. `internet` ingress: source in a blocklist → `blocklist_in`; source claims a shared-system or
 ///    dedicated prefix → `spoofed`; forwarded to the dedicated port → `cross_network`; else pass.
-/// 5. Before all of this: a packet on a port without a role → `unknown_port`; no policy loaded in the
+/// 5. Every role, last, for a packet that would pass: a DNS response (UDP from port 53) whose
+///    question is a listed name → `domain`; its A/AAAA answers are learnt (step 2.2c).
+/// 6. Before all of this: a packet on a port without a role → `unknown_port`; no policy loaded in the
 ///    active slot → `no_policy`; a non-first fragment when the policy drops fragments → `fragment`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -108,8 +108,15 @@ pub struct Settings {
     pub sinkhole_ttl: u32,
     /// The address an AAAA query is answered with (valid with [`SETTING_DNS_SINKHOLE_V6`]).
     pub sinkhole_v6: [u8; 16],
+    /// TCP destination ports whose ClientHello SNI is checked (`[domains] sni_ports`; 0 = unused
+    /// slot). Only with domain feeds (`SETTING_DNS_INSPECT`).
+    pub sni_ports: [u16; crate::learn::MAX_SNI_PORTS],
+    /// Cap in seconds on how long an address answered for a blocked name stays learnt
+    /// (`[domains] learn_ttl_max_secs`); 0 = no learning and no learnt-address check.
+    pub learn_ttl_max_secs: u32,
+    pub _pad_learn: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 88);
+const _: () = assert!(core::mem::size_of::<Settings>() == 104);
 
 /// The drop-event rate limit of a policy unless it says otherwise, and of a slot without a policy.
 pub const ALERT_BURST_DEFAULT: u32 = 20;
@@ -169,6 +176,9 @@ impl Settings {
         sinkhole_v4: [0; 4],
         sinkhole_ttl: 0,
         sinkhole_v6: [0; 16],
+        sni_ports: [0; crate::learn::MAX_SNI_PORTS],
+        learn_ttl_max_secs: 0,
+        _pad_learn: 0,
     };
 }
 

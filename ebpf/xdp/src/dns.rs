@@ -17,7 +17,10 @@ use aya_ebpf::programs::XdpContext;
 use gateway_common::dname::{self, MAX_LABELS, MAX_WIRE_LEN, Say};
 
 use gateway_common::{
-    event::{DNS_DROPPED, DNS_EVENT_NAME, DNS_NXDOMAIN, DNS_SINKHOLE, DnsDetail},
+    event::{
+        DNS_DROPPED, DNS_EVENT_NAME, DNS_NXDOMAIN, DNS_SINKHOLE, DNS_VIA_LEARNT, DNS_VIA_QUERY,
+        DnsDetail,
+    },
     maps::IPPROTO_TCP,
     values::{SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6},
 };
@@ -25,12 +28,12 @@ use gateway_common::{
 use crate::{maps, parse};
 
 /// DNS header bytes.
-const HEADER: usize = 12;
+pub(crate) const HEADER: usize = 12;
 /// Header, the longest name and QTYPE/QCLASS: all of a question we ever need.
-const QUESTION_MAX: usize = HEADER + MAX_WIRE_LEN + 4;
+pub(crate) const QUESTION_MAX: usize = HEADER + MAX_WIRE_LEN + 4;
 /// Scratch size: a power of two above `QUESTION_MAX`, so a mask proves every index in bounds.
-const BUF: usize = 512;
-const BUF_MASK: usize = BUF - 1;
+pub(crate) const BUF: usize = 512;
+pub(crate) const BUF_MASK: usize = BUF - 1;
 /// Label-offset slots: a power of two ≥ `MAX_LABELS`.
 const OFFS: usize = 128;
 const OFFS_MASK: usize = OFFS - 1;
@@ -57,13 +60,39 @@ pub struct Scratch {
     decided: Cell,
     /// Wire length of the question's name with its root byte, once the walk found the root.
     qlen: Cell,
-    /// Offset in the name and hash of the listed suffix behind a block (for the drop event).
+    /// Offset in the name and hash of the listed suffix behind a block (for the drop event, and
+    /// for the learnt-address set of learn.rs, which re-checks that node on every hit).
     match_off: Cell,
     match_hash: Cell,
     /// What [`answer`] did with the query (`DNS_*` of gateway_common::event), reset by every
     /// inspection. Handed over through map memory rather than a return value on purpose: the
     /// verifier then walks the drop-event and flow code once, not once per possible outcome.
     answered: Cell,
+    /// Which step made the last `domain` decision of this run (`DNS_VIA_*` of
+    /// gateway_common::event), set by [`mark`].
+    via: Cell,
+}
+
+impl Scratch {
+    /// The message buffer, for the other users of `judge_question` (sni.rs, learn.rs).
+    #[inline(always)]
+    pub(crate) fn msg_mut(&mut self) -> &mut [u8; BUF] {
+        &mut self.msg
+    }
+
+    /// Offset of the question name's root byte from the name's start, after a `judge_question`
+    /// that did not return `MALFORMED`.
+    #[inline(always)]
+    pub(crate) fn root_pos(&self) -> usize {
+        self.pos.get() as usize
+    }
+
+    /// `(hash, whole)` of the node that blocked, after `judge_question` returned `BLOCK`: the
+    /// listed suffix starts at offset 0 exactly when it is the whole name (label offsets grow).
+    #[inline(always)]
+    pub(crate) fn blocking_node(&self) -> (u64, bool) {
+        (self.match_hash.get(), self.match_off.get() == 0)
+    }
 }
 
 /// A loop variable the verifier cannot follow. In registers, every value a path gives it (a label
@@ -72,17 +101,17 @@ pub struct Scratch {
 /// iteration, the states at the loop head are equal and the verifier prunes them. Volatile so LLVM
 /// keeps the loads and stores. Every use is bounded by a check or a mask, as it must be anyway.
 #[repr(transparent)]
-struct Cell(u64);
+pub(crate) struct Cell(u64);
 
 impl Cell {
     #[inline(always)]
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         // SAFETY: a plain aligned field of the scratch value.
         unsafe { core::ptr::read_volatile(&self.0) }
     }
 
     #[inline(always)]
-    fn set(&mut self, v: u64) {
+    pub(crate) fn set(&mut self, v: u64) {
         // SAFETY: as above.
         unsafe { core::ptr::write_volatile(&mut self.0, v) }
     }
@@ -99,9 +128,9 @@ pub enum Dns {
     Malformed,
 }
 
-const PASS: u64 = 0;
-const MALFORMED: u64 = 1 << 32;
-const BLOCK: u64 = 2 << 32;
+pub(crate) const PASS: u64 = 0;
+pub(crate) const MALFORMED: u64 = 1 << 32;
+pub(crate) const BLOCK: u64 = 2 << 32;
 
 /// Judges a UDP datagram or a TCP segment with data to port 53 (the caller checked protocol, port
 /// and, for TCP, that the segment carries data). A function of its own (a BPF subprogram): its
@@ -162,7 +191,14 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     if qr || opcode != 0 || qdcount != 1 {
         return PASS;
     }
+    judge_question(s, copy, slot, seed)
+}
 
+/// Judges the question name at `msg[HEADER..copy]` (QTYPE/QCLASS must follow it): `PASS`,
+/// `MALFORMED` or `BLOCK | feed`. Shared with sni.rs (a server_name written there in wire format)
+/// and learn.rs (the question of a response).
+#[inline(always)]
+pub(crate) fn judge_question(s: &mut Scratch, copy: usize, slot: u8, seed: u64) -> u64 {
     // 1. Where each label starts; the name must end with the root byte within 255 bytes.
     s.qlen.set(0);
     s.answered.set(DNS_DROPPED as u64);
@@ -295,6 +331,38 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// Records which step made this run's `domain` decision (before the exit reads [`named`] and
+/// [`answerable`]). The scratch is per CPU and per run: every `domain` decision marks it.
+#[inline(always)]
+pub fn mark(via: u8) {
+    if let Some(s) = maps::DNS_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+        unsafe { (*s).via.set(via as u64) };
+    }
+}
+
+#[inline(always)]
+fn via() -> u64 {
+    match maps::DNS_SCRATCH.get_ptr(0) {
+        // SAFETY: this CPU's scratch cell, as in `inspect_raw`.
+        Some(s) => unsafe { (*s).via.get() },
+        None => DNS_VIA_LEARNT as u64,
+    }
+}
+
+/// The `domain` drop of this run was a DNS query: [`answer`] may turn it into its answer.
+#[inline(always)]
+pub fn answerable() -> bool {
+    via() == DNS_VIA_QUERY as u64
+}
+
+/// The `domain` drop of this run has a name in the scratch for [`detail`] (all but a learnt
+/// address: that packet carries no name, and the scratch holds an earlier packet's).
+#[inline(always)]
+pub fn named() -> bool {
+    via() != DNS_VIA_LEARNT as u64
+}
+
 /// Fills the DNS part of the drop event of the query [`inspect`] just blocked on this CPU (the
 /// scratch still holds its question: same program run, no preemption).
 #[inline(always)]
@@ -313,6 +381,7 @@ pub fn detail(out: &mut DnsDetail) {
     out.name_len = qlen as u8;
     out.match_off = s.match_off.get() as u8;
     out.answer = s.answered.get() as u8;
+    out.via = s.via.get() as u8;
     // A fixed-size copy (LLVM expands it into plain loads and stores); the reader uses only the
     // first `name_len` bytes.
     let mut name = [0u8; DNS_EVENT_NAME];

@@ -66,8 +66,9 @@ pub fn dropped(d: &Dropped) {
     let Some(carried) = admit(&akey, d.now, limit) else {
         return;
     };
-    if d.decision.reason == Reason::Domain {
-        // The query name rides along: a record of its own kind, so other drops stay 72 bytes.
+    if d.decision.reason == Reason::Domain && dns::named() {
+        // The name (DNS question or TLS server_name) rides along: a record of its own kind, so
+        // other drops (and learnt-address drops, which have no name) stay 72 bytes.
         let Some(mut entry) = EVENTS.reserve::<DnsDropEvent>(0) else {
             lost(&akey, carried);
             return;

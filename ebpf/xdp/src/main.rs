@@ -13,11 +13,13 @@ mod atomic;
 mod dns;
 mod events;
 mod flows;
+mod learn;
 mod maps;
 mod mem;
 mod parse;
 mod policy;
 mod route;
+mod sni;
 mod stats;
 
 use aya_ebpf::{
@@ -54,7 +56,8 @@ pub fn gateway(ctx: XdpContext) -> u32 {
     let verdict = reason.verdict();
     // A blocked DNS query may be answered in place (`[domains] action = "nxdomain"/"sinkhole"`):
     // still a drop for the counters and the flow, but the frame leaves by the port it came in on.
-    let answer = reason == Reason::Domain && j.answer;
+    // Only a DNS query is answered: SNI, learnt-address and DNS-response drops are plain drops.
+    let answer = reason == Reason::Domain && j.answer && dns::answerable();
     if answer {
         dns::answer(
             &ctx,
@@ -193,6 +196,9 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
         Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
         Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };
+    if j.decision.reason == Reason::Pass {
+        j.decision = policy::dns_response(ctx, slot, settings, pkt, j.decision);
+    }
     j
 }
 

@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
+use gateway_common::learn::{DOMAIN_STATS_LEN, LEARNT_ENTRIES, LearntValue};
 use gateway_common::{
     Role,
     event::{AlertKey, AlertState, EVENT_STATS_LEN},
@@ -89,6 +90,21 @@ pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_S
 #[map]
 pub static ALERT_LIMIT: LruHashMap<AlertKey, AlertState> =
     LruHashMap::with_max_entries(m::ALERT_LIMIT_ENTRIES, 0);
+
+// SNI and learnt addresses (issue 6 item 3; sni.rs, learn.rs). The learnt maps and their counters
+// are runtime state the kernel writes (no slot in the key); gatewayd reads them.
+#[map]
+pub static SNI_SCRATCH: PerCpuArray<crate::sni::Scratch> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static LEARN_SCRATCH: PerCpuArray<crate::learn::Scratch> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static LEARNT_V4: LruHashMap<[u8; 4], LearntValue> =
+    LruHashMap::with_max_entries(LEARNT_ENTRIES, 0);
+#[map]
+pub static LEARNT_V6: LruHashMap<[u8; 16], LearntValue> =
+    LruHashMap::with_max_entries(LEARNT_ENTRIES, 0);
+#[map]
+pub static DOMAIN_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DOMAIN_STATS_LEN, 0);
 
 /// Adds one to a per-CPU counter.
 #[inline(always)]

@@ -6,6 +6,7 @@
 use aya_ebpf::programs::XdpContext;
 use gateway_common::{
     Reason, Role,
+    event::{DNS_VIA_LEARNT, DNS_VIA_QUERY, DNS_VIA_RESPONSE, DNS_VIA_SNI},
     flow::NO_RULE,
     maps::{IPPROTO_TCP, IPPROTO_UDP},
     values::{SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, Settings},
@@ -13,9 +14,10 @@ use gateway_common::{
 
 use crate::{
     dns::{self, Dns},
-    maps,
+    learn, maps,
     parse::{Addrs, Packet},
     route::{self, Egress},
+    sni::{self, Sni},
 };
 
 /// A reason with its attribution.
@@ -45,7 +47,9 @@ impl Decision {
     }
 }
 
-/// `lan` ingress: 1 blocklist, 2 domain, 3 isolated, 4 shared system, 5 pass.
+/// `lan` ingress: 1 blocklist, 2 domain (2a DNS query, 2b TLS ClientHello SNI, 2c learnt
+/// address), 3 isolated, 4 shared system, 5 pass. Every role, last: a DNS response for a blocked
+/// name is dropped and learnt ([`dns_response`]).
 #[inline(always)]
 pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
     // 1. Destination in a blocklist.
@@ -56,7 +60,7 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
     if let Some(feed) = blocked {
         return Decision::new(Reason::Blocklist, feed, 0);
     }
-    // 2. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
+    // 2a. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
     //    policy has domain feeds.
     if settings.flags & SETTING_DNS_INSPECT != 0
         && pkt.has_ports
@@ -64,11 +68,40 @@ pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet
         && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && pkt.payload_len != 0))
     {
         match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
-            Dns::Block(feed) => return Decision::new(Reason::Domain, feed, 0),
+            Dns::Block(feed) => {
+                dns::mark(DNS_VIA_QUERY);
+                return Decision::new(Reason::Domain, feed, 0);
+            }
             Dns::Malformed if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
                 return Decision::plain(Reason::Malformed);
             }
             Dns::Malformed | Dns::Pass => {}
+        }
+    }
+    if settings.flags & SETTING_DNS_INSPECT != 0 {
+        // 2b. A TLS ClientHello to an SNI port whose server_name is listed.
+        if pkt.proto == IPPROTO_TCP
+            && pkt.has_ports
+            && pkt.payload_len > 0
+            && sni_port(settings, pkt.dport)
+        {
+            match sni::inspect(ctx, pkt, slot, settings.domain_seed) {
+                Sni::Block(feed) => {
+                    dns::mark(DNS_VIA_SNI);
+                    return Decision::new(Reason::Domain, feed, 0);
+                }
+                Sni::Unreadable if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
+                    return Decision::plain(Reason::Malformed);
+                }
+                Sni::Unreadable | Sni::Pass => {}
+            }
+        }
+        // 2c. The destination was answered for a name the active policy blocks.
+        if settings.learn_ttl_max_secs != 0
+            && let Some(feed) = learn::learnt_dst(pkt, slot, settings)
+        {
+            dns::mark(DNS_VIA_LEARNT);
+            return Decision::new(Reason::Domain, feed, 0);
         }
     }
     let mut egress = 0;
@@ -189,4 +222,38 @@ pub fn internet_ingress(ctx: &XdpContext, slot: u8, pkt: &Packet) -> Decision {
         return Decision::new(Reason::CrossNetwork, NO_RULE, route.ifindex());
     }
     Decision::new(Reason::Pass, NO_RULE, route.ifindex())
+}
+
+/// Whether TCP port `port` is one of the policy's SNI ports.
+#[inline(always)]
+fn sni_port(settings: &Settings, port: u16) -> bool {
+    let mut hit = false;
+    for p in settings.sni_ports {
+        hit |= p != 0 && p == port;
+    }
+    hit
+}
+
+/// Every role, after its own steps passed the packet: a DNS response (UDP from port 53) whose
+/// question a listed name blocks is dropped as `domain` and its A/AAAA answers learnt (learn.rs).
+/// Only a packet that would pass is considered, so a response from a blocked, spoofed or foreign
+/// source teaches nothing.
+#[inline(always)]
+pub fn dns_response(
+    ctx: &XdpContext,
+    slot: u8,
+    settings: &Settings,
+    pkt: &Packet,
+    pass: Decision,
+) -> Decision {
+    if settings.flags & SETTING_DNS_INSPECT != 0
+        && pkt.proto == IPPROTO_UDP
+        && pkt.has_ports
+        && pkt.sport == 53
+        && let Some(feed) = learn::response(ctx, pkt, slot, settings)
+    {
+        dns::mark(DNS_VIA_RESPONSE);
+        return Decision::new(Reason::Domain, feed, pass.egress);
+    }
+    pass
 }

@@ -40,8 +40,11 @@ pub struct Alert {
     /// Name and generation of the policy in force.
     pub policy: String,
     pub generation: u64,
-    /// Reason `domain`: the query name of the blocked DNS query.
+    /// Reason `domain`: the name that was blocked (a DNS query's or response's question, or a TLS
+    /// ClientHello's server_name; see `domain_via`).
     pub domain: Option<String>,
+    /// Reason `domain` with a name: where it was read, `dns_query`, `tls_sni` or `dns_response`.
+    pub domain_via: Option<String>,
     /// Reason `domain`: the listed name that blocked it (`*.example.com` when it matched a name
     /// below the listed one).
     pub domain_match: Option<String>,
@@ -110,9 +113,15 @@ impl Alert {
 
 impl Alert {
     /// `blocked DNS query evil.example.com (matched *.example.com, domain_feed:threats) from
-    /// 10.10.0.2 on lan0`: what the SOC needs first about a blocked name.
+    /// 10.10.0.2 on lan0` (or `TLS ClientHello for …`, `DNS response for …`): what the SOC needs
+    /// first about a blocked name.
     fn fmt_dns(&self, f: &mut fmt::Formatter<'_>, domain: &str) -> fmt::Result {
-        write!(f, "{} DNS query {domain} (", self.verb())?;
+        let what = match self.domain_via.as_deref() {
+            Some("tls_sni") => "TLS ClientHello for",
+            Some("dns_response") => "DNS response for",
+            _ => "DNS query",
+        };
+        write!(f, "{} {what} {domain} (", self.verb())?;
         if let Some(m) = &self.domain_match {
             write!(f, "matched {m}, ")?;
         }
@@ -207,6 +216,7 @@ struct JsonOut<'a> {
     generation: u64,
     domain: Option<&'a str>,
     domain_match: Option<&'a str>,
+    domain_via: Option<&'a str>,
     message: String,
 }
 
@@ -234,6 +244,8 @@ struct JsonIn {
     domain: Option<String>,
     #[serde(default)]
     domain_match: Option<String>,
+    #[serde(default)]
+    domain_via: Option<String>,
 }
 
 impl Serialize for Alert {
@@ -265,6 +277,7 @@ impl Serialize for Alert {
             generation: self.generation,
             domain: self.domain.as_deref(),
             domain_match: self.domain_match.as_deref(),
+            domain_via: self.domain_via.as_deref(),
             message: self.sentence(),
         }
         .serialize(serializer)
@@ -301,6 +314,7 @@ impl<'de> Deserialize<'de> for Alert {
             generation: j.generation,
             domain: j.domain,
             domain_match: j.domain_match,
+            domain_via: j.domain_via,
         })
     }
 }
@@ -335,6 +349,7 @@ pub(crate) mod tests {
             generation: 3,
             domain: None,
             domain_match: None,
+            domain_via: None,
         }
     }
 
@@ -405,7 +420,18 @@ pub(crate) mod tests {
             "blocked DNS query www.evil.example (matched *.evil.example, domain_feed:soc-domains) \
              from 10.10.0.2:51234 to 203.0.113.66:53/udp on lan0"
         );
-        // A `domain` alert without a name (never from the data path) keeps the general shape.
+        // The same name read from a TLS ClientHello's server_name.
+        let mut sni = a.clone();
+        sni.proto = 6;
+        sni.dport = 443;
+        sni.domain_via = Some("tls_sni".to_owned());
+        assert_eq!(
+            sni.sentence(),
+            "blocked TLS ClientHello for www.evil.example (matched *.evil.example, \
+             domain_feed:soc-domains) from 10.10.0.2:51234 to 203.0.113.66:443/tcp on lan0"
+        );
+        // A `domain` alert without a name (a packet to a learnt address: it carries none) keeps
+        // the general shape.
         a.domain = None;
         a.domain_match = None;
         assert_eq!(
@@ -442,6 +468,7 @@ pub(crate) mod tests {
             "generation": 3,
             "domain": null,
             "domain_match": null,
+            "domain_via": null,
             "message": "blocked 10.10.0.2:51234 → 203.0.113.66:443/tcp on lan0: blocklist (feed:soc-indicators)",
         });
         assert_eq!(json, expected);

@@ -250,6 +250,9 @@ pub fn format_rfc5424(alert: &Alert, facility: Facility, procid: u32) -> String 
     if let Some(matched) = &alert.domain_match {
         param("domain_match", matched);
     }
+    if let Some(via) = &alert.domain_via {
+        param("domain_via", via);
+    }
     out.push_str("] ");
     out.push_str(BOM);
     out.push_str(&alert.sentence());

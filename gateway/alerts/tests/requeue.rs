@@ -36,6 +36,7 @@ fn alert(n: u64) -> Alert {
         generation: n,
         domain: None,
         domain_match: None,
+        domain_via: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn alert(n: u64) -> Alert {
         generation: n,
         domain: n.is_multiple_of(5).then(|| format!("evil-{n}.example")),
         domain_match: None,
+        domain_via: None,
     }
 }
 

@@ -85,6 +85,7 @@ fn report(response: Response) -> Result<serde_json::Value, BackendError> {
         Response::Status(s) => to_json(&s),
         Response::Stats(s) => to_json(&s),
         Response::Applied(a) => to_json(&a),
+        Response::Learnt(l) => to_json(&l),
     }
 }
 

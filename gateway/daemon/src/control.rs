@@ -12,6 +12,8 @@ pub enum Request {
     },
     Status,
     Stats,
+    /// The learnt blocked addresses (issue 6): `gatewayctl domains learnt`.
+    Learnt,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -21,6 +23,7 @@ pub enum Response {
     Status(StatusReport),
     Stats(StatsReport),
     Error(ErrorReport),
+    Learnt(LearntReport),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +129,31 @@ pub struct CounterJson {
     pub verdict: String,
     pub packets: u64,
     pub bytes: u64,
+}
+
+/// The live learnt blocked addresses and the SNI/learning counters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LearntReport {
+    /// Capacity of each of the IPv4 and IPv6 maps.
+    pub capacity: u32,
+    /// Soonest to expire first.
+    pub entries: Vec<LearntEntryJson>,
+    /// `(event, count)`: the kernel's counters and `learn_swept`.
+    pub counters: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LearntEntryJson {
+    pub address: String,
+    pub expires_in_secs: u64,
+    /// Hash of the listed name that blocked the answered question (the kernel keeps no names).
+    pub name_hash: String,
+    /// The listed name blocked it as a parent (its sub-names) rather than as the name itself.
+    pub subtree: bool,
+    /// The policy in force still blocks that name (else lan packets to it pass).
+    pub blocking: bool,
+    /// The domain feed of the policy in force that lists it.
+    pub feed: Option<String>,
 }
 
 /// Longest request line accepted; anything longer is refused, not buffered.

@@ -23,6 +23,7 @@ use crate::control::{
 use crate::feeds::{EventKind, FeedEvent, FeedManager};
 use crate::firewall::Firewall;
 use crate::journal::{self, Journal};
+use crate::learnt::LearntBook;
 use crate::telemetry::{Telemetry, names::Names};
 
 /// Where the daemon keeps things.
@@ -140,6 +141,8 @@ pub struct Engine {
     split: Option<String>,
     /// See [`StartOptions::api_port`].
     api_port: Option<u16>,
+    /// Learnt blocked addresses (issue 6): swept each tick, in metrics and `domains learnt`.
+    learnt: LearntBook,
 }
 
 /// A compiled policy with what it took.
@@ -295,6 +298,7 @@ impl Engine {
             dp.flow_table()?,
             opts.state_dir.clone(),
         );
+        let learnt = LearntBook::new(dp.learnt_table()?);
         let mut engine = Engine {
             dp,
             telemetry,
@@ -314,6 +318,7 @@ impl Engine {
             management: compiled.policy.management.clone(),
             split: None,
             api_port: opts.api_port,
+            learnt,
         };
         engine.feeds.reconfigure(&compiled.remote);
         engine.publish_metrics();
@@ -372,6 +377,7 @@ impl Engine {
     /// Once a second: flow sweep when due, fresh metrics.
     pub fn tick(&mut self) {
         self.telemetry.tick(&self.names);
+        self.learnt.sweep();
         self.publish_metrics();
     }
 
@@ -470,6 +476,7 @@ impl Engine {
                     attached: true,
                 })
                 .collect(),
+            domain_beyond: self.learnt.metrics()?,
         })
     }
 
@@ -478,6 +485,10 @@ impl Engine {
             Request::Apply { policy } => self.apply(&policy, "apply"),
             Request::Status => self.status(),
             Request::Stats => self.stats(),
+            Request::Learnt => match self.learnt.report(&self.image) {
+                Ok(r) => Response::Learnt(r),
+                Err(e) => error(ErrorKind::Internal, chain(&e)),
+            },
         }
     }
 

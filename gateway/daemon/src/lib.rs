@@ -12,6 +12,7 @@ pub mod engine;
 pub mod feeds;
 pub mod firewall;
 pub mod journal;
+pub mod learnt;
 pub mod notify;
 pub mod remote;
 pub mod render;

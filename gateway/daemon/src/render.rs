@@ -154,6 +154,40 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// `gatewayctl domains learnt`: live learnt addresses, then the counters.
+pub fn learnt(r: &crate::control::LearntReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} learnt addresses (capacity {} per family)",
+        r.entries.len(),
+        r.capacity
+    );
+    if !r.entries.is_empty() {
+        let _ = writeln!(
+            s,
+            "{:<40} {:>8} {:<18} {:<8} {:<9} FEED",
+            "ADDRESS", "EXPIRES", "NAME HASH", "MATCH", "BLOCKING"
+        );
+    }
+    for e in &r.entries {
+        let _ = writeln!(
+            s,
+            "{:<40} {:>7}s {:<18} {:<8} {:<9} {}",
+            e.address,
+            e.expires_in_secs,
+            e.name_hash,
+            if e.subtree { "subtree" } else { "name" },
+            if e.blocking { "yes" } else { "no" },
+            e.feed.as_deref().unwrap_or("-")
+        );
+    }
+    for (event, n) in &r.counters {
+        let _ = writeln!(s, "{event:<16} {n}");
+    }
+    s
+}
+
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(16)]
 }

@@ -252,6 +252,9 @@ impl crate::Dataplane {
             sinkhole_v4: image.sinkhole.v4.map_or([0; 4], |a| a.octets()),
             sinkhole_ttl: image.sinkhole.ttl,
             sinkhole_v6: image.sinkhole.v6.map_or([0; 16], |a| a.octets()),
+            sni_ports: image.sni_ports,
+            learn_ttl_max_secs: image.learn_ttl_max_secs,
+            _pad_learn: 0,
         };
         m.settings
             .set(target as u32, settings, 0)

@@ -314,6 +314,35 @@ pub const BUILD_INFO: Family = Family {
 };
 
 /// Every family, in the order METRICS.md lists them.
+pub const DOMAIN_EVENTS: Family = Family {
+    name: "gateway_domain_beyond_events_total",
+    kind: Kind::Counter,
+    labels: &["event"],
+    help: "Domain blocking beyond DNS queries (issue 6): sni_checked = TLS ClientHellos inspected \
+           on an SNI port, sni_blocked = of them blocked by server_name, sni_malformed / sni_split \
+           = unreadable (broken framing / server_name beyond the first segment; the policy's \
+           malformed setting decided), learn_responses = DNS responses for a blocked name \
+           (dropped), learn_inserts = addresses learnt from them, learn_hits = lan packets \
+           dropped for going to a learnt address, learn_stale = hits on an entry whose name the \
+           policy in force no longer blocks (passed), learn_expired = entries found expired by a \
+           packet, learn_swept = expired entries gatewayd deleted.",
+};
+
+pub const DOMAIN_LEARNT_ENTRIES: Family = Family {
+    name: "gateway_domain_learnt_entries",
+    kind: Kind::Gauge,
+    labels: &["family"],
+    help: "Live (unexpired) addresses learnt from DNS answers for blocked names; lan packets to \
+           them are dropped as reason domain.",
+};
+
+pub const DOMAIN_LEARNT_CAPACITY: Family = Family {
+    name: "gateway_domain_learnt_capacity",
+    kind: Kind::Gauge,
+    labels: &["family"],
+    help: "Most learnt addresses each map holds (LRU: beyond it the oldest are evicted).",
+};
+
 pub const FAMILIES: &[Family] = &[
     PACKETS,
     PACKET_BYTES,
@@ -351,6 +380,9 @@ pub const FAMILIES: &[Family] = &[
     PORT_INFO,
     PORT_ATTACHED,
     BUILD_INFO,
+    DOMAIN_EVENTS,
+    DOMAIN_LEARNT_ENTRIES,
+    DOMAIN_LEARNT_CAPACITY,
 ];
 
 /// The markdown table of every family (METRICS.md embeds it; a test keeps the two identical).

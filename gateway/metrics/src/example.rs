@@ -6,9 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use gateway_common::{Reason, Role};
 
 use crate::snapshot::{
-    AlertEvents, AlertSink, Build, FeedFailure, FeedKind, FeedStatus, FlowCollector, FlowFormat,
-    FlowTable, PolicyStatus, PortStatus, RemoteFeedStatus, Snapshot, Traffic, Transport,
-    VerdictCounters, XdpMode,
+    AlertEvents, AlertSink, Build, DomainBeyond, FeedFailure, FeedKind, FeedStatus, FlowCollector,
+    FlowFormat, FlowTable, PolicyStatus, PortStatus, RemoteFeedStatus, Snapshot, Traffic,
+    Transport, VerdictCounters, XdpMode,
 };
 
 /// The example snapshot (see the module documentation).
@@ -149,6 +149,23 @@ pub fn example() -> Snapshot {
             port("ded0", Role::Dedicated, "enp2s0"),
             port("inet0", Role::Internet, "enp3s0"),
         ],
+        domain_beyond: DomainBeyond {
+            events: vec![
+                ("sni_checked", 1_204_331),
+                ("sni_blocked", 212),
+                ("sni_malformed", 3),
+                ("sni_split", 5_410),
+                ("learn_responses", 41),
+                ("learn_inserts", 97),
+                ("learn_hits", 18),
+                ("learn_stale", 0),
+                ("learn_expired", 12),
+                ("learn_swept", 71),
+            ],
+            learnt_v4: 9,
+            learnt_v6: 5,
+            capacity: 16_384,
+        },
     }
 }
 

@@ -145,6 +145,19 @@ pub fn families(s: &Snapshot) -> Vec<MetricFamily> {
         out.push(b.finish());
     }
 
+    let beyond = &s.domain_beyond;
+    let mut events = FamilyBuilder::new(&c::DOMAIN_EVENTS);
+    for (event, value) in &beyond.events {
+        events.sample(&[event], num(*value));
+    }
+    let mut learnt = FamilyBuilder::new(&c::DOMAIN_LEARNT_ENTRIES);
+    let mut capacity = FamilyBuilder::new(&c::DOMAIN_LEARNT_CAPACITY);
+    for (family, value) in [("ipv4", beyond.learnt_v4), ("ipv6", beyond.learnt_v6)] {
+        learnt.sample(&[family], num(value));
+        capacity.sample(&[family], num(beyond.capacity));
+    }
+    out.extend([events.finish(), learnt.finish(), capacity.finish()]);
+
     type CollectorField = fn(&crate::snapshot::FlowCollector) -> f64;
     let collector_fields: [(&'static Family, CollectorField); 8] = [
         (&c::COLLECTOR_UP, |x| flag(x.up)),

@@ -23,6 +23,21 @@ pub struct Snapshot {
     pub feeds: Vec<FeedStatus>,
     /// The ports of the hardware profile.
     pub ports: Vec<PortStatus>,
+    /// TLS SNI inspection and the learnt blocked-address set (issue 6).
+    pub domain_beyond: DomainBeyond,
+}
+
+/// SNI inspection and learnt addresses: the kernel's `DOMAIN_STATS` counters and the learnt maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainBeyond {
+    /// `(event, count)` for every `gateway_common::learn::DOMAIN_STAT_NAMES` entry, then
+    /// `learn_swept` (expired entries gatewayd deleted).
+    pub events: Vec<(&'static str, u64)>,
+    /// Live (unexpired) learnt addresses now, IPv4 and IPv6.
+    pub learnt_v4: u64,
+    pub learnt_v6: u64,
+    /// Capacity of each learnt map.
+    pub capacity: u64,
 }
 
 /// The running firmware.

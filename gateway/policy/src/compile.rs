@@ -5,7 +5,11 @@
 //! 1. Parse; non-IP passes, malformed drops.
 //! 2. `lan` ingress:
 //!    1. destination in a blocklist → `blocklist`            (block4/6_exact, block4/6_prefixes)
-//!    2. DNS query (UDP to port 53) for a listed name → `domain`        (domains)
+//!    2. domain, with domain feeds (domains, domain_seed, settings flags):
+//!       - (a) DNS query (UDP, or TCP with data, to port 53) for a listed name → `domain`
+//!       - (b) TLS ClientHello to an SNI port whose server_name is listed → `domain` (sni_ports)
+//!       - (c) destination a learnt address whose name still blocks → `domain` (learn_ttl_max_secs;
+//!         the addresses are runtime state, not in the image)
 //!    3. source isolated and not heading into the dedicated network → `isolated`  (isolated4/6, govnet)
 //!    4. destination a shared system: source/protocol/port allowed → else `not_allowed`
 //!       (shared4/6 → system; allow4/6 longest match of the source); route via dedicated → else
@@ -14,6 +18,8 @@
 //! 3. `dedicated` ingress: source not in govnet → `dedicated_foreign`; not towards lan → `cross_network`.
 //! 4. `internet` ingress: source in a blocklist → `blocklist_in`; source in govnet → `spoofed`;
 //!    towards dedicated → `cross_network`; else pass.
+//! 5. Every role, last, with domain feeds: a DNS response for a listed name that would pass →
+//!    `domain` (its answers are learnt for 2 (c)).
 //!
 //! Rules the compiler applies so that a single lookup per map is enough in the data path:
 //! - Blocklists: every feed's entries, minus `[blocklist] except` ranges (carved), plus the policy's own
@@ -251,6 +257,8 @@ pub fn compile_policy_with_store(
     add_allow_rules(policy, &mut image)?;
     let domain_feeds = add_domains(policy, &mut image, &mut warnings)?;
     image.settings_flags = settings_flags(policy);
+    image.sni_ports = policy.domains.sni_ports;
+    image.learn_ttl_max_secs = policy.domains.learn_ttl_max_secs;
     // The data path rate-limits alerts per policy slot, so a new limit applies atomically with
     // the rest of the policy.
     image.alert_limit = crate::image::AlertLimit {

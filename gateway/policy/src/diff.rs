@@ -133,6 +133,7 @@ pub fn diff_with_examples(old: &MapImage, new: &MapImage, max_examples: usize) -
             ("fragments", fragments(img.settings_flags).to_string()),
             ("dns", dns_settings(img.settings_flags, img.domain_seed)),
             ("sinkhole", sinkhole(&img.sinkhole)),
+            ("sni_learn", sni_learn_settings(img)),
             (
                 "alert_limit",
                 format!(
@@ -445,6 +446,29 @@ fn fragments(flags: u32) -> &'static str {
 }
 
 /// `inspect nxdomain, malformed drop, seed 0` or `off`.
+/// SNI ports and the learnt-address cap; both only act with domain inspection on.
+fn sni_learn_settings(img: &MapImage) -> String {
+    if img.settings_flags & SETTING_DNS_INSPECT == 0 {
+        return "off".to_string();
+    }
+    let ports: Vec<String> = img
+        .sni_ports
+        .iter()
+        .filter(|p| **p != 0)
+        .map(|p| p.to_string())
+        .collect();
+    let ports = if ports.is_empty() {
+        "none".to_string()
+    } else {
+        ports.join(",")
+    };
+    let learn = match img.learn_ttl_max_secs {
+        0 => "off".to_string(),
+        s => format!("≤ {s} s"),
+    };
+    format!("sni ports {ports}, learnt addresses {learn}")
+}
+
 fn dns_settings(flags: u32, seed: u64) -> String {
     if flags & SETTING_DNS_INSPECT == 0 {
         return "off".to_string();

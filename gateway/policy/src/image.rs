@@ -68,6 +68,11 @@ pub struct MapImage {
     pub domain_seed: u64,
     /// `[domains] action = "sinkhole"`: what A/AAAA answers for blocked names carry (issue 6).
     pub sinkhole: Sinkhole,
+    /// TCP ports whose TLS ClientHello SNI is judged (`[domains] sni_ports`; 0 = unused).
+    pub sni_ports: [u16; gateway_common::learn::MAX_SNI_PORTS],
+    /// Cap on a learnt blocked address's lifetime in seconds (`[domains] learn_ttl_max_secs`);
+    /// 0 = no learning.
+    pub learn_ttl_max_secs: u32,
 }
 
 /// The answers of `[domains] action = "sinkhole"`; a family without an address gets NXDOMAIN.
@@ -287,6 +292,12 @@ impl MapImage {
             h.update(self.sinkhole.v6.map_or([0; 16], |a| a.octets()));
             h.update(self.sinkhole.ttl.to_be_bytes());
         }
+        h.update(b"sni");
+        for p in self.sni_ports {
+            h.update(p.to_be_bytes());
+        }
+        h.update(b"learn");
+        h.update(self.learn_ttl_max_secs.to_be_bytes());
         h.finalize().into()
     }
 }

@@ -58,9 +58,12 @@
 //! [domains]
 //! action = "nxdomain"                   # nxdomain (answer in place) | sinkhole | drop
 //! malformed = "drop"                    # drop | pass: a DNS query whose question cannot be walked
+//!                                       #   (also a malformed or split TLS ClientHello)
 //! sinkhole_v4 = "192.0.2.53"            # action = "sinkhole": the A answer (and/or sinkhole_v6,
 //! sinkhole_v6 = "2001:db8::53"          #   the AAAA answer; a family without one gets NXDOMAIN)
 //! sinkhole_ttl = 60                     # optional: TTL of a sinkhole answer, seconds
+//! sni_ports = [443]                     # TCP ports whose ClientHello SNI is judged (≤ 4; [] = off)
+//! learn_ttl_max_secs = 300              # cap on a learnt blocked address's life (0 = no learning)
 //! ```
 //!
 //! Every table refuses unknown keys (a typo must not silently drop a rule). Prefixes written in the
@@ -82,6 +85,7 @@ use crate::error::{PolicyError, SourceText, Warning, read_file, toml_error};
 use crate::feeds::FeedFormat;
 use crate::prefixes::{Prefix, parse_net};
 use crate::profile::{Profile, parse_role};
+use gateway_common::learn::{LEARN_TTL_MAX_DEFAULT, MAX_SNI_PORTS, SNI_PORTS_DEFAULT};
 
 // --- The validated policy ---------------------------------------------------------------------------
 
@@ -273,11 +277,20 @@ pub struct DomainSettings {
     pub sinkhole_v6: Option<std::net::Ipv6Addr>,
     /// `sinkhole_ttl`: TTL in seconds of a sinkhole answer (default 60).
     pub sinkhole_ttl: u32,
+    /// `sni_ports = [443, 8443]`: TCP ports whose TLS ClientHello server_name is judged against
+    /// the same names (at most `MAX_SNI_PORTS`; `[]` turns SNI inspection off). Unused slots are 0.
+    pub sni_ports: [u16; MAX_SNI_PORTS],
+    /// `learn_ttl_max_secs = 300`: cap on how long an address answered for a blocked name stays
+    /// blocked; 0 turns learning off.
+    pub learn_ttl_max_secs: u32,
 }
 
 /// TTL of a sinkhole answer unless the policy says otherwise: short, so a client retries soon
 /// after a name is taken off the list.
 pub const SINKHOLE_TTL_DEFAULT: u32 = 60;
+
+/// Longest accepted `learn_ttl_max_secs`: a day. Learnt entries are meant to be short-lived.
+pub const LEARN_TTL_MAX_LIMIT: u32 = 86_400;
 
 impl Default for DomainSettings {
     fn default() -> Self {
@@ -287,6 +300,8 @@ impl Default for DomainSettings {
             sinkhole_v4: None,
             sinkhole_v6: None,
             sinkhole_ttl: SINKHOLE_TTL_DEFAULT,
+            sni_ports: SNI_PORTS_DEFAULT,
+            learn_ttl_max_secs: LEARN_TTL_MAX_DEFAULT,
         }
     }
 }
@@ -395,6 +410,8 @@ struct RawDomains {
     sinkhole_v4: Option<Spanned<String>>,
     sinkhole_v6: Option<Spanned<String>>,
     sinkhole_ttl: Option<Spanned<i64>>,
+    sni_ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    learn_ttl_max_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1236,6 +1253,54 @@ impl Validator<'_, '_> {
                 }
             },
         };
+        let mut sni_ports = SNI_PORTS_DEFAULT;
+        if let Some(list) = &raw.sni_ports {
+            if list.get_ref().len() > MAX_SNI_PORTS {
+                return Err(self.err(
+                    &list.span(),
+                    "domains.sni_ports",
+                    format!(
+                        "{} ports; at most {MAX_SNI_PORTS} can be inspected",
+                        list.get_ref().len()
+                    ),
+                ));
+            }
+            sni_ports = [0; MAX_SNI_PORTS];
+            for (i, p) in list.get_ref().iter().enumerate() {
+                let port = *p.get_ref();
+                if !(1..=65535).contains(&port) {
+                    return Err(self.err(
+                        &p.span(),
+                        "domains.sni_ports",
+                        format!("port {port} is not in 1..=65535"),
+                    ));
+                }
+                if sni_ports[..i].contains(&(port as u16)) {
+                    return Err(self.err(
+                        &p.span(),
+                        "domains.sni_ports",
+                        format!("port {port} is listed twice"),
+                    ));
+                }
+                sni_ports[i] = port as u16;
+            }
+        }
+        let learn_ttl_max_secs = match &raw.learn_ttl_max_secs {
+            None => LEARN_TTL_MAX_DEFAULT,
+            Some(t) => {
+                let v = *t.get_ref();
+                if !(0..=LEARN_TTL_MAX_LIMIT as i64).contains(&v) {
+                    return Err(self.err(
+                        &t.span(),
+                        "domains.learn_ttl_max_secs",
+                        format!(
+                            "{v} is not in 0..={LEARN_TTL_MAX_LIMIT} (seconds; 0 turns learning off)"
+                        ),
+                    ));
+                }
+                v as u32
+            }
+        };
         if domain_feeds.is_empty() {
             self.warn(
                 line,
@@ -1249,6 +1314,8 @@ impl Validator<'_, '_> {
             sinkhole_v4,
             sinkhole_v6,
             sinkhole_ttl,
+            sni_ports,
+            learn_ttl_max_secs,
         })
     }
 }

@@ -351,7 +351,7 @@ fn refusals_name_file_line_and_field() {
     );
     assert_eq!(
         err(&feed("\n[domains]\nttl = 5\n")),
-        "p.toml:38: domains.ttl: unknown field `ttl`, expected one of `action`, `malformed`, `sinkhole_v4`, `sinkhole_v6`, `sinkhole_ttl`"
+        "p.toml:38: domains.ttl: unknown field `ttl`, expected one of `action`, `malformed`, `sinkhole_v4`, `sinkhole_v6`, `sinkhole_ttl`, `sni_ports`, `learn_ttl_max_secs`"
     );
 }
 

@@ -6,7 +6,7 @@
 //! domain first, is looked up in the image's domain set and the last one with something to say
 //! decides (`dname::node_say`).
 
-use gateway_common::dname::{self, Say};
+use gateway_common::dname::{self, Say, Suffix};
 use gateway_common::maps::IPPROTO_TCP;
 use gateway_policy::image::MapImage;
 
@@ -55,22 +55,35 @@ pub fn inspect(image: &MapImage, proto: u8, payload: &[u8]) -> Dns {
     if name.len() < wire_len(name) + 4 {
         return Dns::Malformed;
     }
-    let mut decided = Dns::Pass;
+    match decide(image, suffixes) {
+        Some((_, _, feed)) => Dns::Block(feed),
+        None => Dns::Pass,
+    }
+}
+
+/// The one domain decision of the model (DNS queries, SNI, DNS responses): the blocking node of a
+/// name, if the name is blocked: `(hash, whole, feed)`. `suffixes` run from the top-level domain
+/// down; the last node with something to say decides (`dname::node_say`).
+pub(crate) fn decide(
+    image: &MapImage,
+    suffixes: impl Iterator<Item = Suffix>,
+) -> Option<(u64, bool, u32)> {
+    let mut last = None;
     for s in suffixes {
         let Some(v) = image.domains.get(&s.hash) else {
             continue;
         };
         match dname::node_say(v.flags, s.is_whole()) {
             Say::Nothing => {}
-            Say::Block => decided = Dns::Block(v.feed),
-            Say::Pass => decided = Dns::Pass,
+            Say::Block => last = Some((s.hash, s.is_whole(), v.feed)),
+            Say::Pass => last = None,
         }
     }
-    decided
+    last
 }
 
 /// Bytes of a wire name `wire_suffixes` accepted, root byte included.
-fn wire_len(name: &[u8]) -> usize {
+pub(crate) fn wire_len(name: &[u8]) -> usize {
     let mut off = 0;
     while let Some(&len) = name.get(off) {
         if len == 0 {

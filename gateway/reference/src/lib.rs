@@ -9,14 +9,16 @@
 //! The packet tests run the same (image, frame) pairs through this model and through the real program
 //! with `BPF_PROG_TEST_RUN` and demand equal reasons.
 
+pub mod beyond;
 pub mod dns;
 pub mod lookup;
 pub mod parse;
 pub mod routes;
 mod verdict;
 
+pub use beyond::{LearntSet, evaluate_beyond};
 pub use gateway_common::{Reason, Role, Verdict};
-pub use parse::{Packet, Parsed, parse};
+pub use parse::{Packet, Parsed, l4_payload, parse};
 pub use routes::{Egress, Ports, Routes, StaticRoutes};
 pub use verdict::{evaluate, stats_index};
 

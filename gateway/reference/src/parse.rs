@@ -99,6 +99,17 @@ pub fn parse(frame: &[u8]) -> Parsed {
     }
 }
 
+/// The TCP or UDP payload of a well-formed first fragment (issue 6: ClientHello and DNS response
+/// inspection); empty for other packets. [`Packet::payload`] as a slice of `frame`.
+pub fn l4_payload(frame: &[u8]) -> &[u8] {
+    match parse(frame) {
+        Parsed::Ip(Packet {
+            payload: (at, len), ..
+        }) => &frame[at..at + len],
+        _ => &[],
+    }
+}
+
 fn parse_frame(frame: &[u8]) -> Result<Parsed, Malformed> {
     let (ethertype, l3) = parse_l2(frame)?;
     let ip = &frame[l3..];

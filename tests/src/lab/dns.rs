@@ -137,7 +137,7 @@ pub fn dig(lab: &Lab, server: IpAddr, name: &str, qtype: &str, tcp: bool) -> Res
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .context("running dig (Debian package dnsutils, installed by scripts/setup.sh)")?;
+        .context("running dig (Debian package bind9-dnsutils, installed by scripts/setup.sh)")?;
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -459,6 +459,11 @@ impl Lab {
     /// One ping from `src` in `from` to `dst`: true when answered.
     pub fn ping(&self, from: Side, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> Result<bool> {
         traffic::ping(&self.ns(from), src.into(), dst.into())
+    }
+
+    /// `program` to run in a lab namespace (real clients and servers: curl, dig, openssl).
+    pub fn command_in(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        netns::exec_in(&self.ns(side), program)
     }
 
     /// A TCP handshake: true when it completed.

@@ -134,6 +134,20 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Domain blocking beyond DNS queries (local socket only).
+    Domains {
+        #[command(subcommand)]
+        what: DomainsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DomainsCommand {
+    /// Addresses learnt from DNS answers for blocked names, and the SNI/learning counters.
+    Learnt {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,6 +189,9 @@ fn main() -> ExitCode {
         },
         Command::Status { json } => ask(&args.socket, &Request::Status, json, false),
         Command::Stats { json, all } => ask(&args.socket, &Request::Stats, json, all),
+        Command::Domains {
+            what: DomainsCommand::Learnt { json },
+        } => ask(&args.socket, &Request::Learnt, json, false),
         Command::Update { args } => firmware(args),
         Command::Identity { args } => firmware(std::iter::once("identity".into()).chain(args)),
         Command::Confirm { .. }
@@ -272,6 +289,13 @@ fn remote_main(args: &Args, addr: String) -> ExitCode {
         }
         Command::Sign { .. } => {
             return fail(2, "sign runs offline, without --remote".into());
+        }
+        Command::Domains { .. } => {
+            return fail(
+                2,
+                "domains learnt reads the local socket; the management API does not serve it yet"
+                    .into(),
+            );
         }
     };
     let answer = match remote::run(&remote, op) {
@@ -419,6 +443,10 @@ fn ask(socket: &std::path::Path, request: &Request, json: bool, all: bool) -> Ex
         }
         Response::Stats(r) => {
             print!("{}", render::stats(&r, all));
+            ExitCode::SUCCESS
+        }
+        Response::Learnt(r) => {
+            print!("{}", render::learnt(&r));
             ExitCode::SUCCESS
         }
     }

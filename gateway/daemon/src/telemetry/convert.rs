@@ -98,5 +98,9 @@ pub fn alert(
             d.matched()
                 .unwrap_or_else(|| format!("hash {:016x}", d.matched_hash))
         }),
+        domain_via: dns
+            .filter(|_| reason == Reason::Domain)
+            .and_then(|d| d.via_word())
+            .map(str::to_owned),
     })
 }
