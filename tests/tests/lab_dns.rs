@@ -188,6 +188,34 @@ fn dig_gets_nxdomain_for_listed_names_and_real_answers_for_others() -> Result<()
         }
     }
     ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // The DNS step is a tail-called program: its program array must outlive gatewayd (pinned with
+    // the program), or every DNS query would fail closed once the daemon is gone. Then a new
+    // gatewayd replaces program and array on the links: still answered.
+    for phase in ["after kill -9", "after restart"] {
+        if phase == "after kill -9" {
+            lab.kill_gatewayd(libc::SIGKILL)?;
+        } else {
+            lab.restart_gatewayd()?;
+        }
+        for server in servers() {
+            let mx = dig(&lab, server, "evil.example.net", "MX", false)?;
+            if !nxdomain(&mx) {
+                wrong.push(format!(
+                    "{phase}: evil.example.net MX via {server}: want NXDOMAIN, got {}",
+                    mx.output
+                ));
+            }
+            let good = dig(&lab, server, "good.example.net", "A", true)?;
+            if !good.answers.iter().any(|r| r.3 == "203.0.113.10") {
+                wrong.push(format!(
+                    "{phase}: good.example.net over TCP via {server}: {}",
+                    good.output
+                ));
+            }
+        }
+    }
+    ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
     drop(resolver);
     lab.teardown().context("lab teardown")
 }

@@ -31,6 +31,21 @@ pub const LEARNT_V4: &str = "LEARNT_V4";
 pub const LEARNT_V6: &str = "LEARNT_V6";
 pub const DOMAIN_STATS: &str = "DOMAIN_STATS";
 
+/// The tail-called name inspections (`NAME_STEPS`, a program array, and `PENDING`, the per-CPU
+/// hand-over): per program object, never pinned — a new program brings its own.
+pub const NAME_STEPS: &str = "NAME_STEPS";
+/// `NAME_STEPS` index and program name of each inspection. The entry program judges everything
+/// else and hands a packet over only when it needs one of these; each is verified on its own, with
+/// its own instruction budget (kernel 6.1's verifier cannot take them all in one program).
+pub const STEP_DNS_QUERY: u32 = 0;
+pub const STEP_TLS_HELLO: u32 = 1;
+pub const STEP_DNS_RESPONSE: u32 = 2;
+pub const STEP_PROGRAMS: [(u32, &str); 3] = [
+    (STEP_DNS_QUERY, "dns_query"),
+    (STEP_TLS_HELLO, "tls_hello"),
+    (STEP_DNS_RESPONSE, "dns_response"),
+];
+
 /// Every map, for pinning and adoption.
 pub const ALL: [&str; 25] = [
     ACTIVE,

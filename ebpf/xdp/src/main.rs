@@ -21,6 +21,7 @@ mod policy;
 mod route;
 mod sni;
 mod stats;
+mod steps;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -28,7 +29,7 @@ use aya_ebpf::{
 use gateway_common::{
     Reason, Role, Verdict,
     event::DNS_DROPPED,
-    maps::IPPROTO_TCP,
+    maps::{IPPROTO_TCP, STEP_DNS_RESPONSE},
     values::{
         ALERT_BURST_DEFAULT, ALERT_WINDOW_MS_DEFAULT, SETTING_DNS_NXDOMAIN, SETTING_DROP_FRAGMENTS,
     },
@@ -37,7 +38,7 @@ use gateway_common::{
 use crate::{
     events::{Dropped, Limit},
     parse::{Packet, Parsed},
-    policy::Decision,
+    policy::{Decision, Lan},
 };
 
 /// Load-time options, set by the loader with `EbpfLoader::set_global`.
@@ -45,22 +46,37 @@ use crate::{
 static DATAPATH_CONFIG: gateway_common::values::DatapathConfig =
     gateway_common::values::DatapathConfig::DEFAULT;
 
-/// The data path attached to every gateway port.
+/// The data path attached to every gateway port. A packet that needs a name inspection (a DNS
+/// query, a TLS ClientHello, a DNS response) leaves it by a tail call (steps.rs) and is finished by
+/// that program; everything else is judged and finished here.
 #[xdp]
 pub fn gateway(ctx: XdpContext) -> u32 {
-    let bytes = ctx.data_end() - ctx.data();
     let mut pkt = Packet::EMPTY;
-    let j = judge(&ctx, &mut pkt);
+    let mut j = judge(&ctx, &mut pkt);
+    if j.step != steps::NONE {
+        steps::hand_over(&ctx, &pkt, &j);
+        // Only reached if the tail call failed, which the loader rules out (every step program is
+        // in NAME_STEPS before a port is attached). Fail closed all the same.
+        j.decision = Decision::plain(Reason::Malformed);
+    }
+    exit::<false>(&ctx, &pkt, &j)
+}
+
+/// Counts the verdict, accounts the flow, reports a drop and turns the verdict into an XDP action.
+/// `ANSWER`: the program can have blocked a DNS query (only `dns_query` can), which may be answered
+/// in place (`[domains] action = "nxdomain"/"sinkhole"`): still a drop for the counters and the
+/// flow, but the frame leaves by the port it came in on. SNI, learnt-address and DNS-response
+/// drops are plain drops; without `ANSWER` the answer code is not in the program at all.
+#[inline(always)]
+fn exit<const ANSWER: bool>(ctx: &XdpContext, pkt: &Packet, j: &Judgement) -> u32 {
+    let bytes = ctx.data_end() - ctx.data();
     let reason = j.decision.reason;
     stats::record(j.row, reason, bytes);
     let verdict = reason.verdict();
-    // A blocked DNS query may be answered in place (`[domains] action = "nxdomain"/"sinkhole"`):
-    // still a drop for the counters and the flow, but the frame leaves by the port it came in on.
-    // Only a DNS query is answered: SNI, learnt-address and DNS-response drops are plain drops.
-    let answer = reason == Reason::Domain && j.answer && dns::answerable();
+    let answer = ANSWER && reason == Reason::Domain && j.answer && dns::answerable();
     if answer {
         dns::answer(
-            &ctx,
+            ctx,
             j.slot,
             &dns::Place {
                 l3: pkt.l3 as u32,
@@ -71,7 +87,7 @@ pub fn gateway(ctx: XdpContext) -> u32 {
         );
     }
     if j.flow || verdict == Verdict::Drop {
-        telemetry(ctx.ingress_ifindex() as u32, &pkt, &j, bytes as u32);
+        telemetry(ctx.ingress_ifindex() as u32, pkt, j, bytes as u32);
     }
     if answer && dns::answered() != DNS_DROPPED {
         return xdp_action::XDP_TX;
@@ -122,7 +138,9 @@ pub fn pass_only(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// A verdict and what the exit needs to count it, account its flow and report a drop.
+/// A verdict and what the exit needs to count it, account its flow and report a drop; or, with
+/// `step`, a packet handed to a name inspection (which completes `decision`).
+#[derive(Clone, Copy)]
 struct Judgement {
     /// Stats row: the ingress role, or `Role::UNKNOWN_ROW`.
     row: u32,
@@ -137,6 +155,8 @@ struct Judgement {
     slot: u8,
     /// A `domain` drop is to be answered in place (`SETTING_DNS_NXDOMAIN`).
     answer: bool,
+    /// The name inspection still to run (`maps::STEP_*`), or `steps::NONE`: the judgement is final.
+    step: u32,
 }
 
 /// Parsing, pre-checks, then the verdict order of the ingress role (see `Reason`'s documentation).
@@ -158,6 +178,7 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
         },
         slot: 0,
         answer: false,
+        step: steps::NONE,
     };
     let Some(role) = maps::port_role(ctx.ingress_ifindex() as u32) else {
         return j;
@@ -192,12 +213,18 @@ fn judge(ctx: &XdpContext, pkt: &mut Packet) -> Judgement {
         return j;
     }
     j.decision = match role {
-        Role::Lan => policy::lan_ingress(ctx, slot, settings, pkt),
+        Role::Lan => match policy::lan_ingress(ctx, slot, settings, pkt) {
+            Lan::Decided(d) => d,
+            Lan::Inspect(step) => {
+                j.step = step;
+                return j;
+            }
+        },
         Role::Dedicated => policy::dedicated_ingress(ctx, pkt, slot),
         Role::Internet => policy::internet_ingress(ctx, slot, pkt),
     };
-    if j.decision.reason == Reason::Pass {
-        j.decision = policy::dns_response(ctx, slot, settings, pkt, j.decision);
+    if j.decision.reason == Reason::Pass && policy::response_step(settings, pkt) {
+        j.step = STEP_DNS_RESPONSE;
     }
     j
 }

@@ -8,7 +8,7 @@ use gateway_common::{
     Reason, Role,
     event::{DNS_VIA_LEARNT, DNS_VIA_QUERY, DNS_VIA_RESPONSE, DNS_VIA_SNI},
     flow::NO_RULE,
-    maps::{IPPROTO_TCP, IPPROTO_UDP},
+    maps::{IPPROTO_TCP, IPPROTO_UDP, STEP_DNS_QUERY, STEP_TLS_HELLO},
     values::{SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, Settings},
 };
 
@@ -47,62 +47,93 @@ impl Decision {
     }
 }
 
+/// What the `lan` steps decided before the name inspections.
+pub enum Lan {
+    Decided(Decision),
+    /// Steps 2a/2b apply: the packet goes to that tail-called program (`maps::STEP_*`), which
+    /// judges it from step 2 on.
+    Inspect(u32),
+}
+
 /// `lan` ingress: 1 blocklist, 2 domain (2a DNS query, 2b TLS ClientHello SNI, 2c learnt
 /// address), 3 isolated, 4 shared system, 5 pass. Every role, last: a DNS response for a blocked
-/// name is dropped and learnt ([`dns_response`]).
+/// name is dropped and learnt ([`dns_response`]). Steps 2a and 2b run in their own programs
+/// (main.rs, steps.rs): this one stops before them.
 #[inline(always)]
-pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
+pub fn lan_ingress(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Lan {
     // 1. Destination in a blocklist.
     let blocked = match pkt.addrs {
         Addrs::V4 { dst, .. } => maps::blocked4(slot, dst),
         Addrs::V6 { dst, .. } => maps::blocked6(slot, dst),
     };
     if let Some(feed) = blocked {
-        return Decision::new(Reason::Blocklist, feed, 0);
+        return Lan::Decided(Decision::new(Reason::Blocklist, feed, 0));
     }
-    // 2a. A DNS query (UDP, or a TCP segment with data, to port 53) for a listed name, when the
-    //    policy has domain feeds.
+    match name_step(settings, pkt) {
+        Some(step) => Lan::Inspect(step),
+        None => Lan::Decided(lan_after_names(ctx, slot, settings, pkt)),
+    }
+}
+
+/// Which name inspection a `lan` packet needs, when the policy has domain feeds: a DNS query (UDP,
+/// or a TCP segment with data, to port 53), else a TCP segment with data to an SNI port (the
+/// compiler keeps 53 out of `sni_ports`).
+#[inline(always)]
+fn name_step(settings: &Settings, pkt: &Packet) -> Option<u32> {
+    if settings.flags & SETTING_DNS_INSPECT == 0 || !pkt.has_ports {
+        return None;
+    }
+    let data = pkt.payload_len != 0;
+    if pkt.dport == 53 && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && data)) {
+        return Some(STEP_DNS_QUERY);
+    }
+    if pkt.proto == IPPROTO_TCP && data && sni_port(settings, pkt.dport) {
+        return Some(STEP_TLS_HELLO);
+    }
+    None
+}
+
+/// 2a, in the `dns_query` program: a DNS query for a listed name; then the steps after it.
+#[inline(always)]
+pub fn dns_query(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
+    match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
+        Dns::Block(feed) => {
+            dns::mark(DNS_VIA_QUERY);
+            Decision::new(Reason::Domain, feed, 0)
+        }
+        Dns::Malformed if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
+            Decision::plain(Reason::Malformed)
+        }
+        Dns::Malformed | Dns::Pass => lan_after_names(ctx, slot, settings, pkt),
+    }
+}
+
+/// 2b, in the `tls_hello` program: a TLS ClientHello whose server_name is listed; then the steps
+/// after it.
+#[inline(always)]
+pub fn tls_hello(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
+    match sni::inspect(ctx, pkt, slot, settings.domain_seed) {
+        Sni::Block(feed) => {
+            dns::mark(DNS_VIA_SNI);
+            Decision::new(Reason::Domain, feed, 0)
+        }
+        Sni::Unreadable if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
+            Decision::plain(Reason::Malformed)
+        }
+        Sni::Unreadable | Sni::Pass => lan_after_names(ctx, slot, settings, pkt),
+    }
+}
+
+/// `lan` steps 2c to 5.
+#[inline(always)]
+pub fn lan_after_names(ctx: &XdpContext, slot: u8, settings: &Settings, pkt: &Packet) -> Decision {
+    // 2c. The destination was answered for a name the active policy blocks.
     if settings.flags & SETTING_DNS_INSPECT != 0
-        && pkt.has_ports
-        && pkt.dport == 53
-        && (pkt.proto == IPPROTO_UDP || (pkt.proto == IPPROTO_TCP && pkt.payload_len != 0))
+        && settings.learn_ttl_max_secs != 0
+        && let Some(feed) = learn::learnt_dst(pkt, slot, settings)
     {
-        match dns::inspect(ctx, pkt, slot, settings.domain_seed) {
-            Dns::Block(feed) => {
-                dns::mark(DNS_VIA_QUERY);
-                return Decision::new(Reason::Domain, feed, 0);
-            }
-            Dns::Malformed if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
-                return Decision::plain(Reason::Malformed);
-            }
-            Dns::Malformed | Dns::Pass => {}
-        }
-    }
-    if settings.flags & SETTING_DNS_INSPECT != 0 {
-        // 2b. A TLS ClientHello to an SNI port whose server_name is listed.
-        if pkt.proto == IPPROTO_TCP
-            && pkt.has_ports
-            && pkt.payload_len > 0
-            && sni_port(settings, pkt.dport)
-        {
-            match sni::inspect(ctx, pkt, slot, settings.domain_seed) {
-                Sni::Block(feed) => {
-                    dns::mark(DNS_VIA_SNI);
-                    return Decision::new(Reason::Domain, feed, 0);
-                }
-                Sni::Unreadable if settings.flags & SETTING_DNS_MALFORMED_PASS == 0 => {
-                    return Decision::plain(Reason::Malformed);
-                }
-                Sni::Unreadable | Sni::Pass => {}
-            }
-        }
-        // 2c. The destination was answered for a name the active policy blocks.
-        if settings.learn_ttl_max_secs != 0
-            && let Some(feed) = learn::learnt_dst(pkt, slot, settings)
-        {
-            dns::mark(DNS_VIA_LEARNT);
-            return Decision::new(Reason::Domain, feed, 0);
-        }
+        dns::mark(DNS_VIA_LEARNT);
+        return Decision::new(Reason::Domain, feed, 0);
     }
     let mut egress = 0;
     // 3. An isolated host may only talk to the gateway itself or leave by the dedicated port towards
@@ -234,10 +265,19 @@ fn sni_port(settings: &Settings, port: u16) -> bool {
     hit
 }
 
-/// Every role, after its own steps passed the packet: a DNS response (UDP from port 53) whose
-/// question a listed name blocks is dropped as `domain` and its A/AAAA answers learnt (learn.rs).
-/// Only a packet that would pass is considered, so a response from a blocked, spoofed or foreign
-/// source teaches nothing.
+/// Every role, after its own steps passed the packet: whether it is a DNS response (UDP from port
+/// 53) for the `dns_response` program, when the policy has domain feeds.
+#[inline(always)]
+pub fn response_step(settings: &Settings, pkt: &Packet) -> bool {
+    settings.flags & SETTING_DNS_INSPECT != 0
+        && pkt.proto == IPPROTO_UDP
+        && pkt.has_ports
+        && pkt.sport == 53
+}
+
+/// In the `dns_response` program: a DNS response whose question a listed name blocks is dropped as
+/// `domain` and its A/AAAA answers learnt (learn.rs). Only a packet that would pass gets here, so a
+/// response from a blocked, spoofed or foreign source teaches nothing.
 #[inline(always)]
 pub fn dns_response(
     ctx: &XdpContext,
@@ -246,12 +286,7 @@ pub fn dns_response(
     pkt: &Packet,
     pass: Decision,
 ) -> Decision {
-    if settings.flags & SETTING_DNS_INSPECT != 0
-        && pkt.proto == IPPROTO_UDP
-        && pkt.has_ports
-        && pkt.sport == 53
-        && let Some(feed) = learn::response(ctx, pkt, slot, settings)
-    {
+    if let Some(feed) = learn::response(ctx, pkt, slot, settings) {
         dns::mark(DNS_VIA_RESPONSE);
         return Decision::new(Reason::Domain, feed, pass.egress);
     }

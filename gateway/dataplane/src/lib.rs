@@ -13,6 +13,7 @@ mod pins;
 mod ports;
 mod slots;
 mod stats;
+mod steps;
 mod testrun;
 
 pub use compat::MapShape;
@@ -134,6 +135,7 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name: prog, source })?;
         }
+        steps::load(&mut ebpf)?;
         let maps = slots::PolicyMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
             flows: flows::FlowMaps::take(&mut ebpf)?,

@@ -213,23 +213,34 @@ impl Dataplane {
 }
 
 impl Dataplane {
-    /// Pins the program now running on the ports, replacing the pin of the program it superseded
-    /// (which the links no longer reference, so it is freed).
+    /// Pins the program now running on the ports and its step array (steps.rs), replacing the pins
+    /// of the program they superseded (which the links no longer reference, so it is freed).
     pub fn pin_program(&mut self) -> Result<(), DataplaneError> {
-        let Some(path) = self.pins.as_ref().map(|p| p.program(object::PROGRAM)) else {
+        let Some(pins) = self.pins.clone() else {
             return Ok(());
         };
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DataplaneError::PinDir { path, source }),
-        }
+        let path = pins.program(object::PROGRAM);
+        unpin(&path)?;
         object::xdp_program(&mut self.ebpf, object::PROGRAM)?
             .pin(&path)
             .map_err(|e| DataplaneError::Link {
                 path: path.clone(),
                 source: Box::new(e),
-            })
+            })?;
+        let path = pins.program(gateway_common::maps::NAME_STEPS);
+        unpin(&path)?;
+        crate::steps::pin(&self.ebpf, &path)
+    }
+}
+
+fn unpin(path: &Path) -> Result<(), DataplaneError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataplaneError::PinDir {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

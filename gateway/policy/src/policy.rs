@@ -1275,6 +1275,15 @@ impl Validator<'_, '_> {
                         format!("port {port} is not in 1..=65535"),
                     ));
                 }
+                // Port 53 is the DNS step's: the data path reads a segment to it as a DNS message.
+                if port == 53 {
+                    return Err(self.err(
+                        &p.span(),
+                        "domains.sni_ports",
+                        "port 53 is DNS (its queries are judged as DNS); TLS is not read there"
+                            .to_string(),
+                    ));
+                }
                 if sni_ports[..i].contains(&(port as u16)) {
                     return Err(self.err(
                         &p.span(),

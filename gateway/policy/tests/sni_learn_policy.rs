@@ -85,6 +85,10 @@ fn refusals_name_file_line_and_field() {
             "p.toml:38: domains.sni_ports: port 70000 is not in 1..=65535",
         ),
         (
+            "sni_ports = [443, 53]",
+            "p.toml:38: domains.sni_ports: port 53 is DNS (its queries are judged as DNS); TLS is not read there",
+        ),
+        (
             "sni_ports = [443, 443]",
             "p.toml:38: domains.sni_ports: port 443 is listed twice",
         ),
