@@ -9,9 +9,10 @@
 #
 #   --bin      gateway-verify to run (default $CARGO_TARGET_DIR/release/gateway-verify, CARGO_TARGET_DIR
 #              defaulting to target/; build it with cargo build --release -p gateway-dataplane --bin gateway-verify)
-#   --kernel   boot this kernel instead of the image's (default: ./boot/vmlinuz-* of the newest
-#              $GATEWAY_IMAGE_CACHE/base-bookworm-amd64-*.tar, which images/build.sh creates; default cache
-#              /var/cache/gateway-images)
+#   --kernel   boot this kernel instead of the image's. Default: ./boot/vmlinuz-* of the newest
+#              $GATEWAY_IMAGE_CACHE/base-bookworm-amd64-*.tar (default cache /var/cache/gateway-images),
+#              which images/build.sh creates; else of the kernel .deb in that cache; else (cold machine)
+#              of the kernel package apt-get downloads from bookworm, as the image build would install it
 #   --timeout  limit on QEMU (default 300 s; TCG takes ~30 s): a hang fails loudly
 #   --keep     keep the run directory (initramfs, serial log)
 #
@@ -51,22 +52,46 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 setup_fail() { log "SETUP FAILED: $*"; exit 2; }
 
-for t in qemu-system-x86_64 cpio ldd timeout; do
+for t in qemu-system-x86_64 cpio ldd timeout dpkg-deb; do
   command -v "$t" >/dev/null || setup_fail "$t not found (scripts/setup-images.sh installs qemu-system-x86 and cpio)"
 done
 [ -x "$BIN" ] || setup_fail "no $BIN (cargo build --release -p gateway-dataplane --bin gateway-verify, or --bin)"
 
 # --- 1. the image's kernel ------------------------------------------------------------------------------
+# Where images/build.sh leaves it, first to last: the base root filesystem (its ./boot), the .deb cache
+# beside it (kept when a new package list invalidates the base), and on a cold machine the same package
+# from Debian's bookworm suite, which is what build.sh's mmdebstrap installs (not bookworm-security).
+CACHE=${GATEWAY_IMAGE_CACHE:-/var/cache/gateway-images}
+kernel_from_deb() {  # <linux-image-*.deb>: extracts its ./boot/vmlinuz-* into $RUN
+  dpkg-deb --fsys-tarfile "$1" | tar -x -C "$RUN" --wildcards './boot/vmlinuz-*'
+}
 if [ -z "$KERNEL" ]; then
-  CACHE=${GATEWAY_IMAGE_CACHE:-/var/cache/gateway-images}
-  # shellcheck disable=SC2012 # names are ours: base-<suite>-<arch>-<hex>.tar
+  # shellcheck disable=SC2012 # names are ours: base-<suite>-<arch>-<hex>.tar, linux-image-<abi>-amd64_<ver>_amd64.deb
   BASE_TAR=$(ls -t "$CACHE"/base-bookworm-amd64-*.tar 2>/dev/null | head -n1 || true)
-  [ -n "$BASE_TAR" ] || setup_fail "no $CACHE/base-bookworm-amd64-*.tar: images/build.sh hw/qemu-x86_64.toml creates it (mmdebstrap, ~5 min), or pass --kernel"
-  tar -xf "$BASE_TAR" -C "$RUN" --wildcards './boot/vmlinuz-*' \
-    || setup_fail "no ./boot/vmlinuz-* in $BASE_TAR"
+  # shellcheck disable=SC2012
+  KERNEL_DEB=$(ls "$CACHE"/debs-bookworm-amd64/linux-image-[0-9]*-amd64_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -n "$BASE_TAR" ]; then
+    tar -xf "$BASE_TAR" -C "$RUN" --wildcards './boot/vmlinuz-*' || setup_fail "no ./boot/vmlinuz-* in $BASE_TAR"
+    FROM=$(basename "$BASE_TAR")
+  elif [ -n "$KERNEL_DEB" ]; then
+    kernel_from_deb "$KERNEL_DEB" || setup_fail "no ./boot/vmlinuz-* in $KERNEL_DEB"
+    FROM=$(basename "$KERNEL_DEB")
+  else
+    log "no base-bookworm-amd64-*.tar in $CACHE (images/build.sh hw/qemu-x86_64.toml creates it):" \
+      "downloading the kernel package from bookworm with apt-get"
+    ( cd "$RUN" && apt-get download -q linux-image-amd64/bookworm ) >&2 \
+      || setup_fail "apt-get download linux-image-amd64/bookworm failed; build the base with images/build.sh hw/qemu-x86_64.toml or pass --kernel"
+    # the metapackage depends on exactly one linux-image-<abi>-amd64 (= version)
+    DEP=$(dpkg-deb -f "$RUN"/linux-image-amd64_*.deb Depends | grep -oE 'linux-image-[0-9][^ ,]*-amd64 \(= [^)]+\)' | head -n1)
+    [ -n "$DEP" ] || setup_fail "linux-image-amd64 names no kernel package"
+    PKG=${DEP%% *} VER=${DEP##*= }; VER=${VER%)}
+    ( cd "$RUN" && apt-get download -q "$PKG=$VER" ) >&2 || setup_fail "apt-get download $PKG=$VER failed"
+    kernel_from_deb "$RUN/${PKG}_${VER}_amd64.deb" || setup_fail "no ./boot/vmlinuz-* in $PKG"
+    FROM="$PKG $VER (apt-get download)"
+  fi
   # shellcheck disable=SC2012 # kernel file names: vmlinuz-<release>
   KERNEL=$(ls "$RUN"/boot/vmlinuz-* | sort -V | tail -n1)
-  log "kernel $(basename "$KERNEL") from $(basename "$BASE_TAR")"
+  log "kernel $(basename "$KERNEL") from $FROM"
 fi
 [ -f "$KERNEL" ] || setup_fail "no kernel $KERNEL"
 
