@@ -4,13 +4,15 @@
 #   1. setup            scripts/setup.sh (Rust/BPF toolchain) + scripts/setup-images.sh (mmdebstrap, QEMU,
 #                       OVMF/AAVMF, qemu-user + binfmt, aarch64 cross toolchain, the SOC's tools)
 #   2. x86_64 binaries  cargo build --release --bins (the same command as scripts/test.sh: a no-op after it)
-#   3. x86_64 image     images/build.sh hw/qemu-x86_64.toml
-#   4. boot test        tests/image/boot-test.sh: boots it in QEMU with three NICs in namespaces, checks
+#   3. verifier on 6.1  tests/image/verify-6.1.sh: the data path loaded on the image's kernel in QEMU (~15 s);
+#                       a program that kernel refuses fails here, before the image is built
+#   4. x86_64 image     images/build.sh hw/qemu-x86_64.toml
+#   5. boot test        tests/image/boot-test.sh: boots it in QEMU with three NICs in namespaces, checks
 #                       the policy from outside, the metrics endpoint (promtool) and IPFIX flows
-#   5. update test      tests/image/update-test.sh: bad bundles refused, good one switches slots, fallback
-#   6. aarch64 binaries gatewayd, gatewayctl, gateway-update cross-compiled
-#   7. aarch64 image    images/build.sh hw/arm64-dualport.toml (built and assembled: disk + bundle)
-#   8. aarch64 boot     tests/image/arm64-smoke.sh --image: that image boots in qemu-system-aarch64
+#   6. update test      tests/image/update-test.sh: bad bundles refused, good one switches slots, fallback
+#   7. aarch64 binaries gatewayd, gatewayctl, gateway-update cross-compiled
+#   8. aarch64 image    images/build.sh hw/arm64-dualport.toml (built and assembled: disk + bundle)
+#   9. aarch64 boot     tests/image/arm64-smoke.sh --image: that image boots in qemu-system-aarch64
 #
 #   scripts/test-images.sh [--cold] [--skip-setup] [--keep]
 #
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
     --cold) COLD=1; shift ;;
     --skip-setup) SETUP=0; shift ;;
     --keep) KEEP_ARGS=(--keep); shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test-images.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -109,7 +111,10 @@ arm_bins() {
 
 if [ "$SETUP" = 1 ]; then step setup - "install packages and toolchains" setup; else STATUS[setup]=ok; fi
 step x86-bins setup "x86_64 binaries (cargo)" x86_bins
-step x86-image x86-bins "x86_64 image: images/build.sh hw/qemu-x86_64.toml" \
+# the release gateway-verify of x86-bins; the image is built only if its kernel takes the data path
+step verify-6.1 x86-bins "verifier on kernel 6.1: tests/image/verify-6.1.sh (QEMU)" \
+  tests/image/verify-6.1.sh --bin "$TD/release/gateway-verify" "${KEEP_ARGS[@]}"
+step x86-image verify-6.1 "x86_64 image: images/build.sh hw/qemu-x86_64.toml" \
   images/build.sh hw/qemu-x86_64.toml --out "$OUT_X86" --bin-dir "$TD/release"
 step boot-test x86-image "boot test: policy, metrics, flows from outside (QEMU)" \
   tests/image/boot-test.sh --image "$OUT_X86/gateway-qemu-x86_64.img" "${KEEP_ARGS[@]}"

@@ -11,6 +11,12 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("reading what the kernel knows of program `{name}`")]
+    ProgramInfo {
+        name: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error("program `{0}` missing from the XDP object")]
     MissingProgram(&'static str),
     #[error("map `{name}`")]

@@ -11,6 +11,7 @@ mod learnt;
 mod object;
 mod pins;
 mod ports;
+mod report;
 mod slots;
 mod stats;
 mod steps;
@@ -23,6 +24,9 @@ pub use flows::{FlowEntry, FlowStats, FlowTable};
 pub use learnt::{DomainStats, LearntEntry, LearntTable, monotonic_ns};
 pub use pins::PinLayout;
 pub use ports::{AttachedPort, XdpModeName, resolve_port};
+pub use report::{
+    ProgramReport, Rejection, VERIFIER_INSN_LIMIT, Verified, log_tail, processed_insns,
+};
 pub use slots::{ActiveInfo, ApplyReport};
 pub use stats::CounterRow;
 pub use testrun::{Program, RunOutcome, Runner, XDP_DROP, XDP_PASS, XDP_TX};
@@ -166,6 +170,13 @@ impl Dataplane {
     /// The pin layout, when pinned.
     pub fn pins(&self) -> Option<&PinLayout> {
         self.pins.as_ref()
+    }
+
+    /// Every program of the object, by name, with the verifier's processed-instruction count and
+    /// the sizes the kernel reports (`gateway-verify`, the benchmark). A refused load never gets
+    /// here: see [`DataplaneError::rejection`] for what the verifier said.
+    pub fn program_report(&self) -> Result<Vec<ProgramReport>, DataplaneError> {
+        report::programs(&self.ebpf)
     }
 }
 
