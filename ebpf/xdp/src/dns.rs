@@ -25,7 +25,7 @@ use gateway_common::{
     values::{SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6},
 };
 
-use crate::{maps, parse};
+use crate::{bound::masked, maps, parse};
 
 /// DNS header bytes.
 pub(crate) const HEADER: usize = 12;
@@ -259,7 +259,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if pos >= MAX_WIRE_LEN || HEADER + pos >= copy {
         return 1; // truncated: stays MALFORMED
     }
-    let l = s.msg[(HEADER + pos) & BUF_MASK] as usize;
+    let l = s.msg[masked(HEADER + pos, BUF_MASK)] as usize;
     if l == 0 {
         if HEADER + pos + 1 + 4 <= copy {
             s.decided.set(PASS);
@@ -274,7 +274,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if labels >= MAX_LABELS {
         return 1;
     }
-    s.offs[labels & OFFS_MASK] = pos as u8;
+    s.offs[masked(labels, OFFS_MASK)] = pos as u8;
     s.labels.set(labels as u64 + 1);
     let next = pos + 1 + l;
     if next >= MAX_WIRE_LEN {
@@ -304,12 +304,12 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         }
         j -= 1;
         s.labels.set(j as u64);
-        at = HEADER + s.offs[j & OFFS_MASK] as usize;
-        let l = s.msg[at & BUF_MASK];
+        at = HEADER + s.offs[masked(j, OFFS_MASK)] as usize;
+        let l = s.msg[masked(at, BUF_MASK)];
         h = dname::step_len(h, l);
         rem = l as usize;
     } else {
-        h = dname::step_byte(h, s.msg[at & BUF_MASK]);
+        h = dname::step_byte(h, s.msg[masked(at, BUF_MASK)]);
         rem -= 1;
     }
     s.hash.set(h);
@@ -322,7 +322,7 @@ extern "C" fn hash_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
             Say::Nothing => {}
             Say::Block => {
                 s.decided.set(BLOCK | v.feed as u64);
-                s.match_off.set(s.offs[j & OFFS_MASK] as u64);
+                s.match_off.set(s.offs[masked(j, OFFS_MASK)] as u64);
                 s.match_hash.set(h);
             }
             Say::Pass => s.decided.set(PASS),
@@ -375,8 +375,8 @@ pub fn detail(out: &mut DnsDetail) {
     let qlen = s.qlen.get() as usize & 0xff;
     out.matched_hash = s.match_hash.get();
     out.qtype = u16::from_be_bytes([
-        s.msg[(HEADER + qlen) & BUF_MASK],
-        s.msg[(HEADER + qlen + 1) & BUF_MASK],
+        s.msg[masked(HEADER + qlen, BUF_MASK)],
+        s.msg[masked(HEADER + qlen + 1, BUF_MASK)],
     ]);
     out.name_len = qlen as u8;
     out.match_off = s.match_off.get() as u8;
@@ -484,10 +484,11 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, kind: u32) -> u8 {
     let qend = HEADER + qlen + 4;
     let m = &mut s.msg;
     let qtype = u16::from_be_bytes([
-        m[(HEADER + qlen) & BUF_MASK],
-        m[(HEADER + qlen + 1) & BUF_MASK],
+        m[masked(HEADER + qlen, BUF_MASK)],
+        m[masked(HEADER + qlen + 1, BUF_MASK)],
     ]);
-    let class_in = m[(HEADER + qlen + 2) & BUF_MASK] == 0 && m[(HEADER + qlen + 3) & BUF_MASK] == 1;
+    let class_in =
+        m[masked(HEADER + qlen + 2, BUF_MASK)] == 0 && m[masked(HEADER + qlen + 3, BUF_MASK)] == 1;
     let flags = settings.flags;
     let rdlen: usize = if class_in && qtype == 1 && flags & SETTING_DNS_SINKHOLE_V4 != 0 {
         4
@@ -527,23 +528,23 @@ fn answer_raw(ctx: &XdpContext, slot: u32, l3: u32, l4: u32, kind: u32) -> u8 {
             rdlen as u8,
         ];
         for (i, b) in rec.iter().enumerate() {
-            m[(qend + i) & BUF_MASK] = *b;
+            m[masked(qend + i, BUF_MASK)] = *b;
         }
         let at = qend + 12;
         if rdlen == 4 {
             for i in 0..4 {
-                m[(at + i) & BUF_MASK] = settings.sinkhole_v4[i];
+                m[masked(at + i, BUF_MASK)] = settings.sinkhole_v4[i];
             }
         } else {
             for i in 0..16 {
-                m[(at + i) & BUF_MASK] = settings.sinkhole_v6[i];
+                m[masked(at + i, BUF_MASK)] = settings.sinkhole_v6[i];
             }
         }
         dlen = at + rdlen;
     }
     // Zeros up to a multiple of four after the message: bpf_csum_diff sums whole 32-bit words.
     for i in 0..3 {
-        m[(dlen + i) & BUF_MASK] = 0;
+        m[masked(dlen + i, BUF_MASK)] = 0;
     }
     let hlen = if tcp { TCP_HEAD } else { UDP_HEAD };
     let l4_len = hlen + dlen;

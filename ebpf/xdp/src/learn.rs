@@ -29,6 +29,7 @@ use gateway_common::{
 };
 
 use crate::{
+    bound::{masked, opaque},
     dns::{self, Cell},
     maps,
     parse::{self, Addrs},
@@ -172,6 +173,7 @@ fn response_raw(ctx: &XdpContext, off: u32, len: u32, slot_ttl: u64, seed: u64) 
 
 #[inline(always)]
 fn be16(m: &[u8; BUF], at: usize) -> usize {
+    let at = opaque(at);
     ((m[at & MASK] as usize) << 8) | m[(at + 1) & MASK] as usize
 }
 
@@ -194,7 +196,7 @@ extern "C" fn answer_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         if off >= len {
             return 1;
         }
-        let l = s.msg[off & MASK] as usize;
+        let l = s.msg[masked(off, MASK)] as usize;
         if l == 0 {
             s.off.set(off as u64 + 1);
             s.in_name.set(0);
@@ -239,12 +241,12 @@ extern "C" fn answer_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         };
         let ok = if typ == 1 {
             for i in 0..4 {
-                s.key4[i] = s.msg[(rd + i) & MASK];
+                s.key4[i] = s.msg[masked(rd + i, MASK)];
             }
             maps::LEARNT_V4.insert(&s.key4, &s.value, 0).is_ok()
         } else {
             for i in 0..16 {
-                s.key6[i] = s.msg[(rd + i) & MASK];
+                s.key6[i] = s.msg[masked(rd + i, MASK)];
             }
             maps::LEARNT_V6.insert(&s.key6, &s.value, 0).is_ok()
         };

@@ -24,6 +24,7 @@ use gateway_common::learn::{
 };
 
 use crate::{
+    bound::{masked, opaque},
     dns::{self, Cell},
     maps, parse,
 };
@@ -109,6 +110,7 @@ fn short(upto: usize, hello_end: usize, copy: usize) -> Option<u64> {
 
 #[inline(always)]
 fn be16(b: &[u8; BUF], at: usize) -> usize {
+    let at = opaque(at);
     ((b[at & MASK] as usize) << 8) | b[(at + 1) & MASK] as usize
 }
 
@@ -157,7 +159,7 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     if let Some(r) = short(p + 1, hello_end, copy) {
         return r;
     }
-    let sid = b[p & MASK] as usize;
+    let sid = b[masked(p, MASK)] as usize;
     if sid > 32 {
         return dns::MALFORMED;
     }
@@ -173,7 +175,7 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     if let Some(r) = short(p + 1, hello_end, copy) {
         return r;
     }
-    let methods = b[p & MASK] as usize;
+    let methods = b[masked(p, MASK)] as usize;
     if methods == 0 {
         return dns::MALFORMED;
     }
@@ -222,7 +224,7 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
         return SPLIT;
     }
     let list = be16(b, f);
-    if list + 2 != flen || b[(f + 2) & MASK] != TLS_SNI_HOST_NAME {
+    if list + 2 != flen || b[masked(f + 2, MASK)] != TLS_SNI_HOST_NAME {
         return dns::MALFORMED;
     }
     let mut name_len = be16(b, f + 3);
@@ -233,7 +235,7 @@ fn inspect_raw(ctx: &XdpContext, off: u32, len: u32, slot: u8, seed: u64) -> u64
     if name + name_len > copy {
         return SPLIT;
     }
-    if name_len > 0 && b[(name + name_len - 1) & MASK] == b'.' {
+    if name_len > 0 && b[masked(name + name_len - 1, MASK)] == b'.' {
         name_len -= 1;
     }
     if name_len == 0 || name_len > MAX_TEXT_LEN {
@@ -268,11 +270,11 @@ fn to_wire(s: &mut Scratch, name: usize, len: usize, slot: u8, seed: u64) -> u64
         return dns::MALFORMED;
     }
     let msg = d.msg_mut();
-    msg[(dns::HEADER + s.label_start.get() as usize) & dns::BUF_MASK] = last as u8;
+    msg[masked(dns::HEADER + s.label_start.get() as usize, dns::BUF_MASK)] = last as u8;
     // Root byte, then a zero QTYPE/QCLASS so the question is complete.
     let root = dns::HEADER + len + 1;
     for i in 0..5 {
-        msg[(root + i) & dns::BUF_MASK] = 0;
+        msg[masked(root + i, dns::BUF_MASK)] = 0;
     }
     dns::judge_question(d, root + 5, slot, seed)
 }
@@ -329,7 +331,7 @@ extern "C" fn wire_step(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: this CPU's scratch cells, as in `inspect_raw` and `to_wire`.
     let (s, d) = unsafe { (&mut *s, &mut *d) };
     let i = (index as usize) & 0xff; // < MAX_TEXT_LEN: the loop count
-    let c = s.buf[(s.name_off.get() as usize + i) & MASK];
+    let c = s.buf[masked(s.name_off.get() as usize + i, MASK)];
     let msg = d.msg_mut();
     if c == b'.' {
         let start = s.label_start.get() as usize;
@@ -337,10 +339,10 @@ extern "C" fn wire_step(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
             s.bad.set(1);
             return 1;
         }
-        msg[(dns::HEADER + start) & dns::BUF_MASK] = (i - start) as u8;
+        msg[masked(dns::HEADER + start, dns::BUF_MASK)] = (i - start) as u8;
         s.label_start.set(i as u64 + 1);
     } else {
-        msg[(dns::HEADER + i + 1) & dns::BUF_MASK] = c;
+        msg[masked(dns::HEADER + i + 1, dns::BUF_MASK)] = c;
     }
     0
 }
