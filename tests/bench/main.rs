@@ -299,6 +299,20 @@ fn run(harness: XdpHarness, profile: &gateway_policy::Profile, dir: &Path) -> an
         REPEAT,
         kernel()
     );
+    // What the verifier spent on each program on this kernel (tests/image/verify-6.1.sh: on 6.1).
+    for p in dp.program_report()? {
+        if let Some(v) = p.loaded {
+            println!(
+                "  verifier: {:<10} {:>8} insns processed ({:.2} % of the 1M limit), {} B xlated, {} B jited",
+                p.name,
+                v.verified_insns
+                    .map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
+                v.limit_percent().unwrap_or_default(),
+                v.xlated_bytes.unwrap_or_default(),
+                v.jited_bytes
+            );
+        }
+    }
     let mut per_size: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
     // Before any policy the program drops everything (fail closed); the lapse watch needs a policy in
     // force that already blocks BLOCKED and passes INTERNET, as every policy below does.
