@@ -424,7 +424,7 @@ fi
 # the README's block between the mint markers, run as written (as gateway/api/tests/openssl.rs does)
 awk '/<!-- mint:begin -->/ { on = 1; next } /<!-- mint:end -->/ { on = 0 } on && !/^```/' "$REPO/README.md" >"$PKI/mint.sh"
 if (cd "$PKI" && bash -euo pipefail mint.sh) >"$PKI/mint.log" 2>&1 && [ -s "$PKI/gw-ward7.pem" ]; then
-  pass "README's mint block signed the box's request with the device CA ($(openssl x509 -in "$PKI/gw-ward7.pem" -noout -ext extendedKeyUsage | tail -n1 | tr -s ' '))"
+  pass "README's mint block signed the box's request with the device CA ($(openssl x509 -in "$PKI/gw-ward7.pem" -noout -ext extendedKeyUsage | tail -n1 | sed 's/^ *//'))"
 else
   fail "README's mint block: $(tail -n 5 "$PKI/mint.log")"
 fi
