@@ -13,9 +13,10 @@
 //!        trusted-keys     optional: ed25519 keys of the bundle signers (--api-trusted-keys)
 //! ```
 //!
-//! Why a separate key rather than the ed25519 device identity: browsers, curl and OpenSSL 1.1 clients
-//! of older SOC tooling do not all speak Ed25519 in TLS, and the fleet's CAs and people's keys are
-//! P-256 (README's mint block); the device identity stays what it is (slots, inventory, SSH host CA).
+//! Why a separate key rather than the ed25519 device identity: browsers do not accept Ed25519 server
+//! certificates, and the fleet's CAs and people's keys are P-256 (README's mint block), so one key type
+//! serves every TLS peer; and the API key can be re-provisioned (a new box name, a compromised key)
+//! without touching the device identity the inventory knows the box by.
 //!
 //! Installing checks everything gatewayd would trip over at its next start (the certificate belongs to
 //! this key, is valid now, is a server certificate, the CA file holds CA certificates, the signers'
