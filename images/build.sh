@@ -265,9 +265,10 @@ NETDIR="$IMAGES/network/$NAME"
 [ -d "$NETDIR" ] || { NETDIR="$IMAGES/network/default"; info "no images/network/$NAME: using images/network/default"; }
 python3 "$IMAGES/lib/profile.py" network "$PROFILE" "$NETDIR" "$ROOT/usr/lib/systemd/network"
 info "network config: $NETDIR -> $(cd "$ROOT/usr/lib/systemd/network" && ls -- *gateway* | tr '\n' ' ')"
-# Both rulesets must load (nft -c, a dry run, in a private network namespace: nothing on this host is
-# touched), and the example policy's metrics endpoint must be on a port they open.
-for rs in gateway-boot.nft gateway-run.nft; do
+# The boot ruleset must load (nft -c, a dry run, in a private network namespace: nothing on this host is
+# touched), and the example policy's metrics endpoint must be on the port it opens. The run ruleset is
+# rendered by gatewayd from the policy (--nftables) and checked by it before it is applied.
+for rs in gateway-boot.nft; do
   sed 's|"/etc/nftables/|"'"$ROOT"'/etc/nftables/|' "$ROOT/etc/nftables/$rs" > "$WORK/$rs"
   unshare --net nft -c -f "$WORK/$rs" >"$WORK/nft-check.log" 2>&1 \
     || { cat "$WORK/nft-check.log" >&2; die "images/rootfs/etc/nftables/$rs does not load with this profile's ports"; }
@@ -277,7 +278,7 @@ if [ -f "$ROOT/usr/share/gateway/policy/example.toml" ]; then
     "$ROOT/etc/nftables/gateway-services.nft" "$NETDIR/dedicated.network" >&2 \
     || die "the example policy's metrics endpoint does not fit the image's nftables (see above)"
 fi
-info "nftables: boot and run rulesets load; metrics port open on the dedicated ports only"
+info "nftables: the boot ruleset loads; metrics port open on the dedicated ports only"
 cat > "$ROOT/usr/lib/gateway/firmware-release" <<EOF
 GATEWAY_FIRMWARE_VERSION=$VERSION
 GATEWAY_PROFILE=$NAME

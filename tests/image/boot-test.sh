@@ -81,7 +81,7 @@ setup_fail() { log "SETUP FAILED: $*"; exit 2; }
 pass() { PASSED=$((PASSED + 1)); log "PASS  $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL  $*"; }
 
-declare -A TOOL_PKG=([qemu-system-x86_64]=qemu-system-x86 [sfdisk]=fdisk [ip]=iproute2 [python3]=python3
+declare -A TOOL_PKG=([qemu-system-x86_64]=qemu-system-x86 [sfdisk]=fdisk [ip]=iproute2 [python3]=python3 [openssl]=openssl
   [ssh]=openssh-client [ssh-keygen]=openssh-client [debugfs]=e2fsprogs [curl]=curl [promtool]=prometheus
   [nfcapd]=nfdump [nfdump]=nfdump)
 for t in "${!TOOL_PKG[@]}"; do
@@ -400,6 +400,100 @@ f=$(flows 'src ip 10.10.0.2 and dst ip 203.0.113.66 and dst port 80' | head -n1)
 if [ -n "$f" ]; then pass "IPFIX collector on the dedicated network got the blocked flow: $f"; else fail "no IPFIX record of 10.10.0.2 -> 203.0.113.66:80 at nfcapd (files: $(ls "$RUN/flows" | tr '\n' ' '); $(tail -n 3 "$RUN/nfcapd.log" "$RUN/nfdump.err" 2>/dev/null | tr '\n' ' '))"; fi
 f=$(flows 'src ip 10.10.0.2 and dst ip 10.200.1.10 and dst port 443' | head -n1)
 if [ -n "$f" ]; then pass "IPFIX collector got the flow to the shared system: $f"; else fail "no IPFIX record of 10.10.0.2 -> 10.200.1.10:443 at nfcapd"; fi
+
+# --- 6. the management API, provisioned over SSH as an operator does it ---------------------------------
+# The box makes its key and request (gatewayctl identity csr); the README's mint block (the fleet's CAs,
+# an admin and a SOC analyst) signs the request with the device CA here; the box installs the
+# certificate with the admin CA and gatewayd restarts with the API. Then the admin drives the box from
+# the lan with the host's gatewayctl over mutual TLS.
+API0=$(date +%s)
+CTL=${GATEWAYCTL:-${CARGO_TARGET_DIR:-$REPO/target}/release/gatewayctl}
+on_box() { nsx "$NS_LAN" ssh "${SSH_OPTS[@]}" -i "$RUN/admin" root@10.10.0.1 "$@"; }
+if grep -aq 'gateway: management API off: no certificate installed' "$SERIAL"; then
+  pass "without a certificate the box runs without the API and says so on the console"
+else
+  fail "no 'management API off' line on the console before provisioning"
+fi
+PKI="$RUN/pki"; mkdir -p "$PKI"
+if on_box gatewayctl identity csr --ip 10.10.0.1 >"$PKI/gw-ward7.csr" 2>"$RUN/api.err" \
+  && openssl req -in "$PKI/gw-ward7.csr" -noout -verify >/dev/null 2>&1; then
+  pass "gatewayctl identity csr on the box: $(openssl req -in "$PKI/gw-ward7.csr" -noout -subject) $(openssl req -in "$PKI/gw-ward7.csr" -noout -text | grep -A1 'Subject Alternative Name' | tail -n1 | tr -s ' ')"
+else
+  fail "gatewayctl identity csr: $(cat "$RUN/api.err")"
+fi
+# the README's block between the mint markers, run as written (as gateway/api/tests/openssl.rs does)
+awk '/<!-- mint:begin -->/ { on = 1; next } /<!-- mint:end -->/ { on = 0 } on && !/^```/' "$REPO/README.md" >"$PKI/mint.sh"
+if (cd "$PKI" && bash -euo pipefail mint.sh) >"$PKI/mint.log" 2>&1 && [ -s "$PKI/gw-ward7.pem" ]; then
+  pass "README's mint block signed the box's request with the device CA ($(openssl x509 -in "$PKI/gw-ward7.pem" -noout -ext extendedKeyUsage | tail -n1 | sed 's/^ *//'))"
+else
+  fail "README's mint block: $(tail -n 5 "$PKI/mint.log")"
+fi
+on_box 'mkdir -p /run/provision && cat > /run/provision/gw-ward7.pem' <"$PKI/gw-ward7.pem"
+on_box 'cat > /run/provision/admin-ca.pem' <"$PKI/admin-ca.pem"
+on_box 'cat > /run/provision/alice.pem' <"$PKI/alice.pem"
+rc=0; msg=$(on_box gatewayctl identity install --cert /run/provision/alice.pem --client-ca /run/provision/admin-ca.pem 2>&1) || rc=$?
+if [ "$rc" = 2 ] && [[ "$msg" == *"is not for this box's API key"* ]] && ! on_box test -e /data/identity/api; then
+  pass "install refuses a certificate for another key, nothing installed: ${msg#gatewayctl: }"
+else
+  fail "install of a person's certificate: exit $rc: $msg"
+fi
+if on_box gatewayctl identity install --cert /run/provision/gw-ward7.pem --client-ca /run/provision/admin-ca.pem >"$RUN/install.out" 2>&1; then
+  pass "gatewayctl identity install: $(head -n1 "$RUN/install.out")"
+else
+  fail "gatewayctl identity install: $(cat "$RUN/install.out")"
+fi
+R0=$(date +%s)
+if on_box systemctl restart gatewayd 2>"$RUN/api.err" && on_box journalctl -b -u gatewayd -o cat | grep -q 'gateway: management API on port 8443'; then
+  pass "gatewayd restarted with the API in $(( $(date +%s) - R0 ))s ($(on_box journalctl -b -u gatewayd -o cat | grep 'management API on port' | tail -n1))"
+else
+  fail "gatewayd restart with the API: $(cat "$RUN/api.err"; on_box journalctl -b -u gatewayd -o cat -n 5)"
+fi
+R=(--remote 10.10.0.1:8443 --ca "$PKI/device-ca.pem")
+ADMIN=("${R[@]}" --cert "$PKI/alice.pem" --key "$PKI/alice.key")
+ctl() { nsx "$NS_LAN" "$CTL" "$@"; }
+if retry 5 ctl "${ADMIN[@]}" status >"$RUN/api-status.txt" 2>&1; then
+  pass "gatewayctl --remote status from the lan: $(head -n1 "$RUN/api-status.txt" | tr -s ' ')"
+else
+  fail "gatewayctl --remote status: $(head -c 400 "$RUN/api-status.txt")"
+fi
+# the policy to push: the example with one more blocked host and one more management prefix
+mkdir -p "$RUN/push"
+cp -r "$REPO/configs/feeds" "$RUN/push/feeds"
+sed -e 's|^  "203.0.113.66/32",.*|&\n  "203.0.113.77/32",|' -e 's|^  "10.10.0.0/28",.*|&\n  "10.10.0.96/28",|' \
+  "$REPO/configs/ward-office.toml" >"$RUN/push/ward.toml"
+if ctl "${ADMIN[@]}" validate "$RUN/push/ward.toml" >"$RUN/api-validate.txt" 2>&1 && grep -q '10.10.0.96/28' "$RUN/api-validate.txt"; then
+  pass "validate over mTLS shows the diff: $(grep -E '^ *[+]|203.0.113.77|10.10.0.96' "$RUN/api-validate.txt" | tr -s ' ' | paste -sd'|' | cut -c1-160)"
+else
+  fail "validate over mTLS: $(head -c 600 "$RUN/api-validate.txt")"
+fi
+if ctl "${ADMIN[@]}" apply "$RUN/push/ward.toml" --confirm-within 120 >"$RUN/api-apply.txt" 2>&1 \
+  && ctl "${ADMIN[@]}" confirm >"$RUN/api-confirm.txt" 2>&1; then
+  pass "apply with commit-confirm, then confirm: $(head -n1 "$RUN/api-confirm.txt" | tr -s ' ')"
+else
+  fail "apply/confirm over mTLS: $(cat "$RUN/api-apply.txt" "$RUN/api-confirm.txt" 2>/dev/null | head -c 600)"
+fi
+if ctl "${ADMIN[@]}" rollback --to 1 >"$RUN/api-rollback.txt" 2>&1 && ctl "${ADMIN[@]}" history >"$RUN/api-history.txt" 2>&1 \
+  && [ "$(grep -cE '^ *[0-9]+' "$RUN/api-history.txt")" -ge 3 ]; then
+  pass "rollback to generation 1; history: $(grep -E '^ *[0-9]+' "$RUN/api-history.txt" | awk '{print $1, $5, $6}' | paste -sd'|')"
+else
+  fail "rollback/history: $(cat "$RUN/api-rollback.txt" "$RUN/api-history.txt" 2>/dev/null | head -c 600)"
+fi
+if ctl "${ADMIN[@]}" audit --limit 20 >"$RUN/api-audit.txt" 2>&1 && grep -q 'alice' "$RUN/api-audit.txt" \
+  && grep -q 'policy.apply' "$RUN/api-audit.txt" && grep -q 'policy.confirm' "$RUN/api-audit.txt" && grep -q 'policy.rollback' "$RUN/api-audit.txt"; then
+  pass "audit names the admin's actions: $(grep -c alice "$RUN/api-audit.txt") records by alice (apply, confirm, rollback)"
+else
+  fail "audit: $(head -c 600 "$RUN/api-audit.txt")"
+fi
+rc=0; nsx "$NS_LAN" curl -sS --max-time 8 --cacert "$PKI/device-ca.pem" -o /dev/null https://10.10.0.1:8443/v1/status 2>"$RUN/api-nocert.txt" || rc=$?
+if [ "$rc" != 0 ]; then pass "a request without a client certificate is refused in the handshake (curl exit $rc)"; else fail "a request without a client certificate was answered"; fi
+rc=0; ctl "${R[@]}" --cert "$PKI/soc.pem" --key "$PKI/soc.key" apply "$RUN/push/ward.toml" >"$RUN/api-soc.txt" 2>&1 || rc=$?
+if [ "$rc" = 2 ]; then pass "the soc role may not push: $(head -n1 "$RUN/api-soc.txt" | cut -c1-160)"; else fail "soc push: exit $rc: $(head -c 300 "$RUN/api-soc.txt")"; fi
+api_from_internet=""
+for a in 198.51.100.1 10.10.0.1; do
+  nsx "$NS_INET" timeout 6 python3 -c "import socket; socket.create_connection(('$a', 8443), timeout=4)" 2>/dev/null && api_from_internet="$api_from_internet $a"
+done
+if [ -z "$api_from_internet" ]; then pass "the API port does not answer from the internet side (198.51.100.1, 10.10.0.1)"; else fail "the API answers from the internet side at$api_from_internet"; fi
+log "management API provisioning and checks: $(( $(date +%s) - API0 ))s"
 
 log "build+boot: booted and settled in ${BOOTED}s; whole test $(( $(date +%s) - T0 ))s"
 echo "boot-test: $PASSED passed, $FAILED failed"

@@ -90,6 +90,20 @@ async fn certificates_minted_as_documented_work_with_curl() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // What the box leaves after `gatewayctl identity csr --name gw-ward7.example.internal --ip
+    // 10.10.0.1 --out gw-ward7.csr`: its key (kept here for the test's server) and its request.
+    let out = sh(
+        d,
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+           -subj '/O=Gateway fleet/CN=gw-ward7.example.internal' \
+           -addext 'subjectAltName=DNS:gw-ward7.example.internal,IP:10.10.0.1' \
+           -keyout gw-ward7.key -out gw-ward7.csr",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = sh(d, &mint_script());
     assert!(
         out.status.success(),
@@ -109,6 +123,19 @@ async fn certificates_minted_as_documented_work_with_curl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The box's certificate: the names of its request, a server certificate whatever it asked.
+    let ext = sh(
+        d,
+        "openssl x509 -in gw-ward7.pem -noout -ext subjectAltName,basicConstraints,extendedKeyUsage",
+    );
+    let ext = String::from_utf8_lossy(&ext.stdout);
+    for want in [
+        "DNS:gw-ward7.example.internal, IP Address:10.10.0.1",
+        "CA:FALSE",
+        "TLS Web Server Authentication",
+    ] {
+        assert!(ext.contains(want), "{want} not in:\n{ext}");
+    }
     let subject = sh(d, "openssl x509 -in alice.pem -noout -subject");
     assert_eq!(
         String::from_utf8_lossy(&subject.stdout).trim(),
@@ -123,7 +150,7 @@ async fn certificates_minted_as_documented_work_with_curl() {
         admin_ca: d.join("admin-ca.pem"),
         device_ca: d.join("device-ca.pem"),
         foreign_ca: d.join("device-ca.pem"),
-        server: id("server"),
+        server: id("gw-ward7"),
         admin: id("alice"),
         admin2: id("alice"),
         soc: id("soc"),

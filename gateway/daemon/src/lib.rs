@@ -5,6 +5,7 @@
 //! `render` turns responses into the tables gatewayctl prints; `telemetry` sends flows, alerts and
 //! metrics to the SOC; `feeds` fetches remote feeds over HTTPS; `audit_soc` sends the API's audit
 //! records to the SOC.
+pub mod api_identity;
 pub mod audit_soc;
 pub mod backend;
 pub mod control;

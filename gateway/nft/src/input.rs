@@ -75,7 +75,10 @@ pub struct Management {
     pub prefixes: Vec<IpNet>,
     /// The HTTPS (mutual TLS) API.
     pub api_port: Option<u16>,
-    /// The Prometheus scrape endpoint.
+    /// The Prometheus scrape endpoint: opened on the `dedicated` ports, from any source there, and
+    /// nowhere else — not to the management prefixes on the lan. The SOC scrapes from the
+    /// government network (R3), and the boot ruleset opens exactly this before any policy is
+    /// loaded; the two must agree, or a box would lose (or gain) its scraper when gatewayd starts.
     pub metrics_port: Option<u16>,
     /// SSH, when enabled on the box.
     pub ssh_port: Option<u16>,
@@ -83,24 +86,28 @@ pub struct Management {
 
 impl Management {
     /// The policy's management plane: `[management]` prefixes, API and SSH ports, and the metrics
-    /// port of `[telemetry.metrics] listen` (the SOC scrapes it from the management prefixes).
-    /// Without a prefix nobody may reach the plane, so no port is opened at all.
+    /// port of `[telemetry.metrics] listen` (for the dedicated ports, see [`Management::metrics_port`]).
+    /// Without a prefix nobody may reach the API or SSH, so neither port is opened.
     pub fn from_policy(policy: &Policy) -> Management {
         let m = &policy.management;
+        let metrics_port = policy.telemetry.metrics.as_ref().map(|e| e.listen.port());
         if m.prefixes.is_empty() {
-            return Management::default();
+            return Management {
+                metrics_port,
+                ..Management::default()
+            };
         }
         Management {
             prefixes: m.nets(),
             api_port: Some(m.api_port),
-            metrics_port: policy.telemetry.metrics.as_ref().map(|e| e.listen.port()),
+            metrics_port,
             ssh_port: m.ssh_port,
         }
     }
 
-    /// The TCP ports in use, sorted, without duplicates.
+    /// The TCP ports opened to the management prefixes (API, SSH), sorted, without duplicates.
     pub fn tcp_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = [self.api_port, self.metrics_port, self.ssh_port]
+        let mut ports: Vec<u16> = [self.api_port, self.ssh_port]
             .into_iter()
             .flatten()
             .collect();
@@ -222,11 +229,19 @@ mod tests {
         );
         let (policy, _) = gateway_policy::load_policy(root.as_ref(), &profile).unwrap();
         let m = Management::from_policy(&policy);
-        assert_eq!(m.tcp_ports(), vec![8443, 9100]);
+        assert_eq!(m.tcp_ports(), vec![22, 8443]);
+        assert_eq!(m.metrics_port, Some(9100));
         assert_eq!(m.prefixes.len(), 3);
         let mut closed = policy.clone();
         closed.management.prefixes.clear();
-        assert_eq!(Management::from_policy(&closed), Management::default());
+        assert_eq!(
+            Management::from_policy(&closed),
+            Management {
+                metrics_port: Some(9100),
+                ..Management::default()
+            },
+            "no prefix: no API, no SSH; metrics stay for the SOC on the dedicated ports"
+        );
     }
 
     #[test]
@@ -234,10 +249,14 @@ mod tests {
         let m = Management {
             prefixes: vec![],
             api_port: Some(8443),
-            metrics_port: Some(22),
+            metrics_port: Some(9100),
             ssh_port: Some(22),
         };
-        assert_eq!(m.tcp_ports(), vec![22, 8443]);
+        assert_eq!(
+            m.tcp_ports(),
+            vec![22, 8443],
+            "metrics are not a management-prefix port"
+        );
         assert!(Management::default().tcp_ports().is_empty());
     }
 }

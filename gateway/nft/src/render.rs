@@ -16,7 +16,8 @@
 //!                        DHCPv4/DHCPv6 client replies on internet and dedicated ports (the image runs
 //!                        DHCP clients there); internet ports: counter drop — nothing on the gateway is
 //!                        served to the Internet, management never; lan/dedicated ports: ping
-//!                        (rate-limited), management TCP ports from the management prefixes only;
+//!                        (rate-limited), management TCP ports (API, SSH) from the management
+//!                        prefixes only; dedicated ports: the metrics endpoint (as at boot);
 //!                        DHCP/DNS for the lan only if `lan_services` says the gateway serves them;
 //!                        counter drop.
 //! forward (policy drop)  dedicated <-> internet: counter drop, before anything else, even replies (R1);
@@ -76,6 +77,8 @@ pub mod comment {
         "management ports from the management prefixes (IPv4), lan/dedicated ports only";
     pub const INPUT_MGMT_V6: &str =
         "management ports from the management prefixes (IPv6), lan/dedicated ports only";
+    /// The same rule (and comment) as the boot ruleset's.
+    pub const INPUT_METRICS: &str = "metrics, for the SOC on the dedicated network";
     pub const INPUT_REST_DROP: &str = "input: anything else";
     pub const FORWARD_DEDICATED_TO_INTERNET: &str =
         "R1: never dedicated -> internet (replies neither)";
@@ -138,7 +141,7 @@ pub fn render_boot(input: &BootInput) -> Nftables<'static> {
     if !input.dedicated_ifnames.is_empty() && !input.metrics_tcp_ports.is_empty() {
         b.add(rule(
             chain::INPUT,
-            "metrics, for the SOC on the dedicated network",
+            comment::INPUT_METRICS,
             vec![
                 eq(
                     meta(MetaKey::Iifname),
@@ -292,7 +295,7 @@ impl Sets {
                     .iter()
                     .map(|p| Expression::Number(u32::from(*p)))
                     .collect(),
-                "management TCP ports: API, metrics, SSH",
+                "management TCP ports: API, SSH",
             ),
             (
                 set::NAT66_V6,
@@ -465,6 +468,21 @@ fn input_rules(input: &NftInput, sets: &Sets) -> Vec<NfListObject<'static>> {
                 ],
             ));
         }
+    }
+    // Metrics from the dedicated ports, any source there: what the boot ruleset opens (the SOC
+    // scrapes from the government network, R3), so starting gatewayd neither opens nor closes it.
+    if let Some(port) = input.management.metrics_port
+        && !input.ifnames(Role::Dedicated).is_empty()
+    {
+        rules.push(rule(
+            chain::INPUT,
+            comment::INPUT_METRICS,
+            vec![
+                iifname_in(set::DEDICATED_PORTS),
+                eq(payload("tcp", "dport"), Expression::Number(u32::from(port))),
+                accept(),
+            ],
+        ));
     }
     if input.lan_services.dhcp {
         rules.push(rule(

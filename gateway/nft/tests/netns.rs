@@ -121,17 +121,23 @@ fn management_only_from_management_prefixes_never_from_internet() {
     let _metrics = Server::start(&lab.gw, "0.0.0.0", METRICS_PORT, Reply::PeerAddr);
     let _other = Server::start(&lab.gw, "0.0.0.0", OTHER_PORT, Reply::PeerAddr);
 
-    // From a management prefix on the lan: API and metrics answer, IPv4 and IPv6.
+    // From a management prefix on the lan: the API answers, IPv4 and IPv6.
     assert_eq!(answered(&lab.client, CLIENT, GW_LAN, API_PORT), CLIENT);
-    assert_eq!(answered(&lab.client, CLIENT, GW_LAN, METRICS_PORT), CLIENT);
     assert_eq!(answered(&lab.client, CLIENT6, GW_LAN6, API_PORT), CLIENT6);
     assert!(
         lab.client.ping(GW_LAN, Wait::Answer),
         "lan ping to the gateway"
     );
+    // Metrics only from the dedicated ports (as the boot ruleset): not from the lan, even from a
+    // management prefix; from the dedicated network, any source there.
+    let rest = comment::INPUT_REST_DROP;
+    refused(&lab.client, &lab.gw, CLIENT, GW_LAN, METRICS_PORT, rest);
+    assert_eq!(
+        answered(&lab.ded, DED_SERVER, GW_DED, METRICS_PORT),
+        DED_SERVER
+    );
 
     // From the lan but outside the management prefixes: refused.
-    let rest = comment::INPUT_REST_DROP;
     refused(
         &lab.client,
         &lab.gw,

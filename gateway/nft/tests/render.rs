@@ -365,3 +365,44 @@ fn boot_is_default_deny() {
     let json = to_json(&r).unwrap();
     assert_eq!(json.matches("\"policy\": \"drop\"").count(), 2);
 }
+
+/// Metrics: the run ruleset opens what the boot ruleset opens — the dedicated ports, any source
+/// there — and never the lan, whatever the management prefixes say; without prefixes (no API, no
+/// SSH) the SOC still scrapes.
+#[test]
+fn metrics_as_at_boot_dedicated_ports_only() {
+    let input = ward_office_on("lab-veth.toml");
+    let metrics_rules = |input: &NftInput| -> Vec<Rule<'static>> {
+        rules(&render(input), chain::INPUT)
+            .into_iter()
+            .filter(|r| mentions(r, "9464"))
+            .collect()
+    };
+    let metrics = metrics_rules(&input);
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert!(is_accept(&metrics[0]));
+    assert!(matches_iifname_set(&metrics[0], set::DEDICATED_PORTS));
+    assert!(!mentions(&metrics[0], set::MGMT_V4) && !mentions(&metrics[0], set::MGMT_V6));
+    assert_eq!(metrics[0].comment.as_deref(), Some(comment::INPUT_METRICS));
+    let boot = render_boot(&BootInput {
+        dedicated_ifnames: input.ifnames(Role::Dedicated),
+        metrics_tcp_ports: vec![9464],
+    });
+    let at_boot = rules(&boot, chain::INPUT)
+        .into_iter()
+        .find(|r| r.comment.as_deref() == Some(comment::INPUT_METRICS))
+        .expect("boot metrics rule");
+    assert!(mentions(&at_boot, "9464") && mentions(&at_boot, "\"ded0\""));
+
+    let mut closed = input.clone();
+    closed.management = Management {
+        metrics_port: Some(9464),
+        ..Management::default()
+    };
+    assert_eq!(metrics_rules(&closed).len(), 1);
+    assert!(
+        rules(&render(&closed), chain::INPUT)
+            .iter()
+            .all(|r| !mentions(r, &format!("@{}", set::MGMT_TCP)))
+    );
+}

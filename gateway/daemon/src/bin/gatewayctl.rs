@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use gateway_daemon::{
+    api_identity,
     control::{self, ErrorKind, Request, Response},
     defaults,
     remote::{self, Op, Remote},
@@ -34,6 +35,36 @@ struct Args {
     server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCommand {
+    /// Print a PKCS#10 request (PEM) for the management API's certificate, for the device CA to
+    /// sign. Makes the API's key (DIR/api.key, 0600) the first time; it never leaves the box.
+    Csr {
+        /// The box's name in the certificate (CN and DNS subjectAltName); default: its host name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A management address admins connect to (IP subjectAltName); repeat for several.
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// Write the request here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check and install the signed certificate with the admin CA (and the bundle signers' keys):
+    /// all of it or nothing. gatewayd serves the API from its next start.
+    Install {
+        /// The box's certificate from the device CA (PEM; intermediates may follow the leaf).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The admin CA: whose people may call the API (PEM).
+        #[arg(long = "client-ca")]
+        client_ca: PathBuf,
+        /// ed25519 keys of the bundle signers (hex, one a line): then only signed bundles apply.
+        #[arg(long = "trusted-keys")]
+        trusted_keys: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,10 +151,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
-    /// The device identity key's fingerprint (runs `gateway-update identity`).
+    /// The box's identities. Without a subcommand: the device identity key's fingerprint (runs
+    /// `gateway-update identity`). `csr` and `install` provision the management API's certificate.
     Identity {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<std::ffi::OsString>,
+        #[command(subcommand)]
+        command: Option<IdentityCommand>,
+        /// Identity directory (on the box: the data partition's).
+        #[arg(long, default_value = api_identity::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Print the device identity's OpenSSH public key instead of its fingerprint.
+        #[arg(long)]
+        public: bool,
     },
     /// Counters by role and reason.
     #[command(alias = "counters")]
@@ -193,7 +231,23 @@ fn main() -> ExitCode {
             what: DomainsCommand::Learnt { json },
         } => ask(&args.socket, &Request::Learnt, json, false),
         Command::Update { args } => firmware(args),
-        Command::Identity { args } => firmware(std::iter::once("identity".into()).chain(args)),
+        Command::Identity {
+            command: None,
+            dir,
+            public,
+        } => {
+            let mut args: Vec<std::ffi::OsString> = vec!["identity".into(), "--dir".into()];
+            args.push(dir.into_os_string());
+            if public {
+                args.push("--public".into());
+            }
+            firmware(args)
+        }
+        Command::Identity {
+            command: Some(command),
+            dir,
+            ..
+        } => identity(&dir, command),
         Command::Confirm { .. }
         | Command::Rollback { .. }
         | Command::History { .. }
@@ -362,6 +416,79 @@ fn firmware(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("gateway-update"));
     let err = std::process::Command::new(&program).args(args).exec();
     fail(1, format!("cannot run {}: {err}", program.display()))
+}
+
+fn identity(dir: &std::path::Path, command: IdentityCommand) -> ExitCode {
+    match command {
+        IdentityCommand::Csr { name, ips, out } => {
+            let name = match name.map_or_else(api_identity::hostname, Ok) {
+                Ok(n) => n,
+                Err(e) => return fail(1, e.to_string()),
+            };
+            let csr = match api_identity::csr(dir, &name, &ips) {
+                Ok(c) => c,
+                Err(e @ api_identity::ApiIdentityError::BadName { .. }) => {
+                    return fail(2, e.to_string());
+                }
+                Err(e) => return fail(1, e.to_string()),
+            };
+            if csr.key_created {
+                eprintln!(
+                    "gatewayctl: made the API key {} (P-256, 0600)",
+                    csr.key_path.display()
+                );
+            }
+            match out {
+                Some(out) => {
+                    if let Err(e) = std::fs::write(&out, &csr.pem) {
+                        return fail(1, format!("cannot write {}: {e}", out.display()));
+                    }
+                    eprintln!(
+                        "gatewayctl: request for {name} written to {}: sign it with the device CA, then `gatewayctl identity install`",
+                        out.display()
+                    );
+                }
+                None => print!("{}", csr.pem),
+            }
+            ExitCode::SUCCESS
+        }
+        IdentityCommand::Install {
+            cert,
+            client_ca,
+            trusted_keys,
+        } => {
+            let from = api_identity::InstallFrom {
+                cert: &cert,
+                client_ca: &client_ca,
+                trusted_keys: trusted_keys.as_deref(),
+            };
+            match api_identity::install(dir, from, std::time::SystemTime::now()) {
+                Ok(i) => {
+                    println!(
+                        "installed the API certificate {} (valid until {}; {})",
+                        i.subject,
+                        i.not_after,
+                        i.names.join(", ")
+                    );
+                    println!(
+                        "  admin CA: {} certificate(s); signed bundles: {}",
+                        i.client_cas,
+                        i.trusted_keys.map_or_else(
+                            || "not required".to_owned(),
+                            |n| format!("required, {n} signer key(s)")
+                        )
+                    );
+                    println!(
+                        "  gatewayd serves the API from its next start: systemctl restart gatewayd"
+                    );
+                    ExitCode::SUCCESS
+                }
+                // Refused input is exit 2 like every other refusal; I/O trouble is 1.
+                Err(e @ api_identity::ApiIdentityError::Io { .. }) => fail(1, e.to_string()),
+                Err(e) => fail(2, e.to_string()),
+            }
+        }
+    }
 }
 
 fn validate(
