@@ -49,7 +49,7 @@ use gateway_common::values::{
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::domains::{DomainFeed, DomainFormat, DomainSet, Scope, parse_domains};
+use crate::domains::{DomainFeed, DomainSet, Scope, parse_domains};
 use crate::error::{ErrorKind, PolicyError, Warning, read_file};
 use crate::feeds::{FeedFormat, Sourced, parse_feed};
 use crate::image::{FeedId, FeedInfo, MapImage, SystemId, SystemInfo, hex};
@@ -109,28 +109,13 @@ pub struct FeedSummary {
     pub entries: u64,
 }
 
-/// What one domain feed contributed (see [`crate::domains::DomainFeedStats`]).
+/// What one domain feed contributed: the set's counts, and the feed as the policy wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainFeedSummary {
-    pub name: String,
-    pub format: DomainFormat,
+    pub counts: crate::domains::DomainFeedStats,
     /// Path as written in the policy.
     pub path: String,
     pub exact_only: bool,
-    /// Entries parsed from the file.
-    pub read: u64,
-    /// Hosts-file names of the file itself (`localhost`, …), ignored.
-    pub ignored_local: u64,
-    /// Records the data path cannot enforce (RPZ `rpz-ip`, …), skipped.
-    pub unsupported: u64,
-    /// Entries folded into an earlier entry of the same name.
-    pub duplicates: u64,
-    /// Rules dropped because a blocked parent already covers them.
-    pub covered: u64,
-    /// Names this feed blocks in the image.
-    pub blocks: u64,
-    /// Exceptions this feed adds to the image.
-    pub exceptions: u64,
 }
 
 /// Entry count of each section of an image, in [`MapImage::sections`] order.
@@ -184,15 +169,15 @@ impl fmt::Display for Summary {
                     f,
                     "  {:>2}  {:<24} {:<6} {:>9} {:>7} {:>11} {:>10} {:>7} {:>9} {:>10}  {}{}",
                     id,
-                    d.name,
-                    d.format.as_str(),
-                    d.read,
-                    d.ignored_local,
-                    d.unsupported,
-                    d.duplicates,
-                    d.covered,
-                    d.blocks,
-                    d.exceptions,
+                    d.counts.name,
+                    d.counts.format.as_str(),
+                    d.counts.read,
+                    d.counts.ignored_local,
+                    d.counts.unsupported,
+                    d.counts.duplicates,
+                    d.counts.covered,
+                    d.counts.blocks,
+                    d.counts.exceptions,
                     d.path,
                     if d.exact_only { " (exact only)" } else { "" }
                 )?;
@@ -390,24 +375,16 @@ fn add_domains(
         .iter()
         .zip(set.feeds())
         .map(|(feed, st)| DomainFeedSummary {
-            name: feed.name.clone(),
-            format: feed.format,
+            counts: st.clone(),
             path: feed.rel_path.clone(),
             exact_only: feed.exact_only,
-            read: st.read,
-            ignored_local: st.ignored_local,
-            unsupported: st.unsupported,
-            duplicates: st.duplicates,
-            covered: st.covered,
-            blocks: st.blocks,
-            exceptions: st.exceptions,
         })
         .collect();
     image.domain_feeds = summaries
         .iter()
         .map(|d| FeedInfo {
-            name: d.name.clone(),
-            entries: d.blocks + d.exceptions,
+            name: d.counts.name.clone(),
+            entries: d.counts.blocks + d.counts.exceptions,
         })
         .collect();
     Ok(summaries)

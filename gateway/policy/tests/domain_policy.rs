@@ -176,15 +176,15 @@ fn fixture_feeds_compile_into_the_domains_section() {
         .summary
         .domain_feeds
         .iter()
-        .map(|d| d.blocks + d.exceptions)
+        .map(|d| d.counts.blocks + d.counts.exceptions)
         .sum();
     assert_eq!(kept as usize, img.domains.len(), "{text}");
     let rpz = &c.summary.domain_feeds[0];
     assert!(
-        rpz.unsupported >= 3,
+        rpz.counts.unsupported >= 3,
         "rpz-ip, rpz-nsdname, rpz-tcp-only: {rpz:?}"
     );
-    assert!(rpz.exceptions >= 1, "{rpz:?}");
+    assert!(rpz.counts.exceptions >= 1, "{rpz:?}");
 }
 
 #[test]
