@@ -10,7 +10,7 @@ use gateway_common::{
 use gateway_policy::image::MapImage;
 use gateway_reference::{Ports, StaticRoutes, evaluate};
 use gateway_tests::{
-    corpus::{CorpusAddrs, corpus, corpus_image, corpus_routes, dns_corpus, dns_image},
+    corpus::{corpus, corpus_image, corpus_routes, dns_corpus, dns_image},
     r#gen::{Universe, arb_frame, arb_image},
     testnet::{LapseWatch, TestNet, XdpHarness},
 };
@@ -18,18 +18,6 @@ use proptest::{
     collection::vec,
     test_runner::{Config, TestCaseError, TestRunner},
 };
-
-/// The corpus topology with the namespace's real ifindexes.
-fn corpus_addrs(net: &TestNet) -> CorpusAddrs {
-    use gateway_common::Role;
-    CorpusAddrs {
-        lan_if: net.ifindex_of(Role::Lan),
-        dedicated_if: net.ifindex_of(Role::Dedicated),
-        internet_if: net.ifindex_of(Role::Internet),
-        unknown_if: net.spare,
-        ..CorpusAddrs::example()
-    }
-}
 
 fn universe(net: &TestNet) -> Universe {
     use gateway_common::Role;
@@ -79,8 +67,8 @@ fn report(what: &str, mismatches: &[Mismatch]) -> anyhow::Result<()> {
 
 #[test]
 fn corpus_gets_the_same_reason_from_xdp_reference_and_hand_labels() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
-    let addrs = corpus_addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let addrs = h.net.corpus_addrs();
     addrs.validate()?;
     let routes = corpus_routes(&addrs);
     let ports = h.net.reference_ports();
@@ -190,8 +178,8 @@ fn random_policies_and_packets_agree_between_xdp_and_reference() -> anyhow::Resu
 #[test]
 fn swapping_policies_never_lapses() -> anyhow::Result<()> {
     use gateway_tests::corpus::{Frame, L4};
-    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
-    let addrs = corpus_addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let addrs = h.net.corpus_addrs();
     let base = corpus_image(&addrs);
     // A second policy: the same plus a few thousand extra blocked addresses, so each swap rewrites
     // a large part of a slot.
@@ -229,8 +217,8 @@ fn swapping_policies_never_lapses() -> anyhow::Result<()> {
 /// and the model still agree.
 #[test]
 fn dns_corpus_agrees_between_xdp_reference_and_hand_labels() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&corpus_addrs(net)))?;
-    let addrs = corpus_addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let addrs = h.net.corpus_addrs();
     addrs.validate()?;
     let routes = corpus_routes(&addrs);
     let ports = h.net.reference_ports();

@@ -9,28 +9,18 @@ use std::sync::Arc;
 
 use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
+use gateway_common::Reason;
 use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
 use gateway_common::values::{
     DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN,
     SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6,
 };
-use gateway_common::{Reason, Role};
 use gateway_dataplane::{XDP_DROP, XDP_PASS, XDP_TX};
 use gateway_policy::image::{FeedInfo, MapImage, Sinkhole};
 use gateway_tests::{
     corpus::{CorpusAddrs, Ipv4, Ipv6, L4, TPID_8021Q, Tcp, Udp, corpus_image, corpus_routes},
-    testnet::{TestNet, XdpHarness},
+    testnet::XdpHarness,
 };
-
-fn addrs(net: &TestNet) -> CorpusAddrs {
-    CorpusAddrs {
-        lan_if: net.ifindex_of(Role::Lan),
-        dedicated_if: net.ifindex_of(Role::Dedicated),
-        internet_if: net.ifindex_of(Role::Internet),
-        unknown_if: net.spare,
-        ..CorpusAddrs::example()
-    }
-}
 
 /// `\x03www\x07example\x03com\x00` for `www.example.com`.
 fn wire(name: &str) -> Vec<u8> {
@@ -107,8 +97,8 @@ fn image(addrs: &CorpusAddrs) -> MapImage {
 
 #[test]
 fn dns_queries_for_listed_names_drop_as_domain() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let img = image(&a);
     h.dp.apply(Arc::new(img.clone()), 1)?;
 
@@ -374,8 +364,8 @@ fn typed(name: &str, qtype: u16) -> Vec<u8> {
 
 #[test]
 fn blocked_queries_are_answered_in_place() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let mut img = image(&a);
     img.settings_flags |= SETTING_DNS_NXDOMAIN;
     h.dp.apply(Arc::new(img.clone()), 1)?;
@@ -475,8 +465,8 @@ fn blocked_queries_are_answered_in_place() -> anyhow::Result<()> {
 /// blocked query is answered in place with a segment that continues the client's stream.
 #[test]
 fn tcp_queries_are_judged_and_blocked_ones_answered() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let mut img = image(&a);
     img.settings_flags |= SETTING_DNS_NXDOMAIN;
     h.dp.apply(Arc::new(img), 1)?;
@@ -576,8 +566,8 @@ fn tcp_queries_are_judged_and_blocked_ones_answered() -> anyhow::Result<()> {
 #[test]
 fn domain_drop_events_carry_the_query_name() -> anyhow::Result<()> {
     use gateway_common::event::{DNS_NXDOMAIN, EVENT_DROP_DNS};
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let mut img = image(&a);
     img.settings_flags |= SETTING_DNS_NXDOMAIN;
     let seed = img.domain_seed;

@@ -8,30 +8,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gateway_common::Reason;
 use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
 use gateway_common::learn::{
     STAT_LEARN_EXPIRED, STAT_LEARN_HITS, STAT_LEARN_INSERTS, STAT_LEARN_RESPONSES,
     STAT_LEARN_STALE, STAT_SNI_BLOCKED, STAT_SNI_CHECKED, STAT_SNI_MALFORMED, STAT_SNI_SPLIT,
 };
 use gateway_common::values::{DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS};
-use gateway_common::{Reason, Role};
 use gateway_dataplane::monotonic_ns;
 use gateway_policy::image::{FeedInfo, MapImage};
 use gateway_tests::{
     corpus::{CorpusAddrs, Ipv4, Ipv6, L4, Tcp, Udp, corpus_image, corpus_routes},
     domain_packets::{Answer, ClientHello, DnsResponse, TO_QUESTION, extensions_len_offset},
-    testnet::{TestNet, XdpHarness},
+    testnet::XdpHarness,
 };
-
-fn addrs(net: &TestNet) -> CorpusAddrs {
-    CorpusAddrs {
-        lan_if: net.ifindex_of(Role::Lan),
-        dedicated_if: net.ifindex_of(Role::Dedicated),
-        internet_if: net.ifindex_of(Role::Internet),
-        unknown_if: net.spare,
-        ..CorpusAddrs::example()
-    }
-}
 
 fn frame(src: IpAddr, dst: IpAddr, l4: L4) -> Vec<u8> {
     match (src, dst) {
@@ -99,8 +89,8 @@ fn check(wrong: &mut Vec<String>, what: &str, got: Reason, want: Reason) {
 
 #[test]
 fn client_hello_sni_on_sni_ports() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let img = image(&a);
     h.dp.apply(Arc::new(img.clone()), 1)?;
     let before = h.dp.learnt_table()?.stats()?;
@@ -326,8 +316,8 @@ fn chain_response(qname: &str, ttl: u32) -> DnsResponse {
 
 #[test]
 fn answers_for_blocked_names_are_learnt() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let img = image(&a);
     h.dp.apply(Arc::new(img.clone()), 1)?;
     let mut table = h.dp.learnt_table()?;
@@ -605,8 +595,8 @@ struct Step {
 /// while it lives and after it expired. Every step must give the hand label from both.
 #[test]
 fn reference_model_agrees() -> anyhow::Result<()> {
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let img = image(&a);
     h.dp.apply(Arc::new(img.clone()), 1)?;
     let routes = corpus_routes(&a);
@@ -822,8 +812,8 @@ fn only_queries_are_answered_and_sni_drops_name_the_server() -> anyhow::Result<(
     };
     use gateway_common::values::SETTING_DNS_NXDOMAIN;
     use gateway_dataplane::XDP_DROP;
-    let mut h = XdpHarness::new(|net| corpus_routes(&addrs(net)))?;
-    let a = addrs(&h.net);
+    let mut h = XdpHarness::new(|net| corpus_routes(&net.corpus_addrs()))?;
+    let a = h.net.corpus_addrs();
     let mut img = image(&a);
     img.settings_flags |= SETTING_DNS_NXDOMAIN;
     let listed = dname::hash_dotted(img.domain_seed, b"blocked.example");
