@@ -83,7 +83,7 @@ fail() { FAILED=$((FAILED + 1)); log "FAIL  $*"; }
 
 declare -A TOOL_PKG=([qemu-system-x86_64]=qemu-system-x86 [sfdisk]=fdisk [ip]=iproute2 [python3]=python3 [openssl]=openssl
   [ssh]=openssh-client [ssh-keygen]=openssh-client [debugfs]=e2fsprogs [curl]=curl [promtool]=prometheus
-  [nfcapd]=nfdump [nfdump]=nfdump)
+  [nfcapd]=nfdump [nfdump]=nfdump [dig]=bind9-dnsutils)
 for t in "${!TOOL_PKG[@]}"; do
   command -v "$t" >/dev/null || setup_fail "$t not found (apt-get install ${TOOL_PKG[$t]}, or run scripts/setup-images.sh)"
 done
@@ -302,6 +302,17 @@ if [ -z "$body" ] && ! grep -q '"GET ' "$RUN/server-blocked.log"; then
   pass "blocklisted 203.0.113.66 dropped: no answer, and nothing reached it"
 else
   fail "blocklisted 203.0.113.66 was reached (got '$body'; server log: $(head -c 200 "$RUN/server-blocked.log"))"
+fi
+
+# Domain blocking on the image's kernel (the DNS step is a tail-called XDP program): a query for a name of
+# the SOC's feed is answered by the box itself with NXDOMAIN (XDP_TX out of the lan port). Nothing on the
+# Internet side serves DNS, so only the gateway can have answered. (UDP only: TCP would need a resolver
+# there to complete the handshake; the namespace lab's lab_dns.rs covers TCP.)
+out=$(nsx "$NS_LAN" dig +notcp +time=3 +tries=2 @203.0.113.10 www.evil.example.net A 2>&1 || true)
+if grep -q 'status: NXDOMAIN' <<<"$out"; then
+  pass "blocked name www.evil.example.net: NXDOMAIN answered by the gateway itself"
+else
+  fail "blocked name www.evil.example.net: no NXDOMAIN ($(tr '\n' '|' <<<"$out" | head -c 300))"
 fi
 
 # --- metrics: what the SOC sees --------------------------------------------------------------------------
