@@ -10,15 +10,17 @@ use std::sync::Arc;
 use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 use gateway_common::Reason;
-use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
+use gateway_common::dname::{self, BLOCK_APEX};
 use gateway_common::values::{
-    DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN,
-    SETTING_DNS_SINKHOLE_V4, SETTING_DNS_SINKHOLE_V6,
+    DomainValue, SETTING_DNS_MALFORMED_PASS, SETTING_DNS_NXDOMAIN, SETTING_DNS_SINKHOLE_V4,
+    SETTING_DNS_SINKHOLE_V6,
 };
 use gateway_dataplane::{XDP_DROP, XDP_PASS, XDP_TX};
-use gateway_policy::image::{FeedInfo, MapImage, Sinkhole};
+use gateway_policy::image::{MapImage, Sinkhole};
 use gateway_tests::{
-    corpus::{CorpusAddrs, Ipv4, Ipv6, L4, TPID_8021Q, Tcp, Udp, corpus_image, corpus_routes},
+    corpus::{
+        CorpusAddrs, Ipv4, Ipv6, L4, TPID_8021Q, Tcp, Udp, corpus_image, corpus_routes, dns_image,
+    },
     testnet::XdpHarness,
 };
 
@@ -64,34 +66,13 @@ fn frame(src: IpAddr, dst: IpAddr, l4: L4) -> Vec<u8> {
     }
 }
 
+/// [`dns_image`], plus a block below the exception: `bad.ok.blocked.example` (the longest listed
+/// suffix decides).
 fn image(addrs: &CorpusAddrs) -> MapImage {
-    let mut img = corpus_image(addrs);
-    img.domain_feeds = vec![
-        FeedInfo {
-            name: "threats".into(),
-            entries: 3,
-        },
-        FeedInfo {
-            name: "exact".into(),
-            entries: 1,
-        },
-    ];
-    let h = |n: &str| dname::hash_dotted(img.domain_seed, n.as_bytes());
-    img.domains = [
-        (
-            h("blocked.example"),
-            DomainValue::new(BLOCK_APEX | BLOCK_BELOW, 0),
-        ),
-        (
-            h("ok.blocked.example"),
-            DomainValue::new(PASS_APEX | PASS_BELOW, 0),
-        ),
-        (h("bad.ok.blocked.example"), DomainValue::new(BLOCK_APEX, 0)),
-        (h("exact.example"), DomainValue::new(BLOCK_APEX, 1)),
-    ]
-    .into_iter()
-    .collect();
-    img.settings_flags |= SETTING_DNS_INSPECT;
+    let mut img = dns_image(addrs);
+    img.domain_feeds[0].entries += 1;
+    let bad = dname::hash_dotted(img.domain_seed, b"bad.ok.blocked.example");
+    img.domains.insert(bad, DomainValue::new(BLOCK_APEX, 0));
     img
 }
 

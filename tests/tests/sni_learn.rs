@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_common::Reason;
-use gateway_common::dname::{self, BLOCK_APEX, BLOCK_BELOW, PASS_APEX, PASS_BELOW};
+use gateway_common::dname;
 use gateway_common::learn::{
     STAT_LEARN_EXPIRED, STAT_LEARN_HITS, STAT_LEARN_INSERTS, STAT_LEARN_RESPONSES,
     STAT_LEARN_STALE, STAT_SNI_BLOCKED, STAT_SNI_CHECKED, STAT_SNI_MALFORMED, STAT_SNI_SPLIT,
 };
-use gateway_common::values::{DomainValue, SETTING_DNS_INSPECT, SETTING_DNS_MALFORMED_PASS};
+use gateway_common::values::SETTING_DNS_MALFORMED_PASS;
 use gateway_dataplane::monotonic_ns;
-use gateway_policy::image::{FeedInfo, MapImage};
+use gateway_policy::image::MapImage;
 use gateway_tests::{
-    corpus::{CorpusAddrs, Ipv4, Ipv6, L4, Tcp, Udp, corpus_image, corpus_routes},
+    corpus::{CorpusAddrs, Ipv4, Ipv6, L4, Tcp, Udp, corpus_image, corpus_routes, dns_image},
     domain_packets::{Answer, ClientHello, DnsResponse, TO_QUESTION, extensions_len_offset},
     testnet::XdpHarness,
 };
@@ -50,32 +50,7 @@ fn from53(payload: Vec<u8>) -> L4 {
 
 /// The names of dns_block.rs, SNI on 443 and 8443, learning capped at 300 s.
 fn image(addrs: &CorpusAddrs) -> MapImage {
-    let mut img = corpus_image(addrs);
-    img.domain_feeds = vec![
-        FeedInfo {
-            name: "threats".into(),
-            entries: 3,
-        },
-        FeedInfo {
-            name: "exact".into(),
-            entries: 1,
-        },
-    ];
-    let h = |n: &str| dname::hash_dotted(img.domain_seed, n.as_bytes());
-    img.domains = [
-        (
-            h("blocked.example"),
-            DomainValue::new(BLOCK_APEX | BLOCK_BELOW, 0),
-        ),
-        (
-            h("ok.blocked.example"),
-            DomainValue::new(PASS_APEX | PASS_BELOW, 0),
-        ),
-        (h("exact.example"), DomainValue::new(BLOCK_APEX, 1)),
-    ]
-    .into_iter()
-    .collect();
-    img.settings_flags |= SETTING_DNS_INSPECT;
+    let mut img = dns_image(addrs);
     img.sni_ports = [443, 8443, 0, 0];
     img.learn_ttl_max_secs = 300;
     img
