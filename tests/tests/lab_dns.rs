@@ -8,7 +8,6 @@
 //! root, gatewayd, dig and dnsmasq.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use gateway_common::{Reason, Role};
@@ -98,36 +97,17 @@ fn dig_gets_nxdomain_for_listed_names_and_real_answers_for_others() -> Result<()
     let want = format!(
         "blocked DNS query www.evil.example.net (matched *.evil.example.net, domain_feed:soc-domains) from {CLIENT_V4}:"
     );
-    let alerts = lab.run_dir().join("state/alerts.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
-        let found = text.lines().any(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-            v["reason"] == "domain"
-                && v["domain"] == "www.evil.example.net"
-                && v["domain_match"] == "*.evil.example.net"
-                && v["rule"] == "domain_feed:soc-domains"
-                && v["message"].as_str().is_some_and(|m| m.starts_with(&want))
-        });
-        if found {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no alert starting {want:?} in {}:\n{text}",
-            alerts.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let ransomware = std::fs::read_to_string(&alerts)?;
-    ensure!(
-        ransomware
-            .lines()
-            .any(|l| l.contains("\"domain_feed:ransomware-domains\"")
-                && l.contains("27lelchgcvs2wpm7.3lhjyx.top")),
-        "no alert attributed to the ransomware feed:\n{ransomware}"
-    );
+    lab.wait_for_alert(&format!("starting {want:?}"), |v| {
+        v["reason"] == "domain"
+            && v["domain"] == "www.evil.example.net"
+            && v["domain_match"] == "*.evil.example.net"
+            && v["rule"] == "domain_feed:soc-domains"
+            && v["message"].as_str().is_some_and(|m| m.starts_with(&want))
+    })?;
+    lab.wait_for_alert("attributed to the ransomware feed", |v| {
+        v["rule"] == "domain_feed:ransomware-domains"
+            && v["domain"] == "27lelchgcvs2wpm7.3lhjyx.top"
+    })?;
 
     // The same policy with action = "sinkhole": A/AAAA answers carry the sinkhole address.
     // Feed paths are relative to the policy file: the copy gets the feeds beside it.

@@ -260,27 +260,12 @@ fn clients_that_bypass_dns_inspection_are_stopped() -> Result<()> {
     let want = format!(
         "blocked TLS ClientHello for www.blocked.example (matched *.blocked.example, domain_feed:lab-domains) from {CLIENT_V4}:"
     );
-    let alerts = lab.run_dir().join("state/alerts.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
-        let found = text.lines().any(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-            v["reason"] == "domain"
-                && v["domain"] == "www.blocked.example"
-                && v["domain_via"] == "tls_sni"
-                && v["message"].as_str().is_some_and(|m| m.starts_with(&want))
-        });
-        if found {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no alert starting {want:?} in {}:\n{text}",
-            alerts.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    lab.wait_for_alert(&format!("starting {want:?}"), |v| {
+        v["reason"] == "domain"
+            && v["domain"] == "www.blocked.example"
+            && v["domain_via"] == "tls_sni"
+            && v["message"].as_str().is_some_and(|m| m.starts_with(&want))
+    })?;
     // The block is of that ClientHello only, not of the address (openssl s_server serves one
     // connection at a time and still waits on the blocked one, so a bare handshake shows it).
     ensure!(

@@ -254,6 +254,30 @@ impl Lab {
         self.id.run_dir()
     }
 
+    /// Waits (10 s at most) for a line of gatewayd's local alert log (`state/alerts.jsonl`) that
+    /// `matches`; the error names `what` and shows the log.
+    pub fn wait_for_alert(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<()> {
+        let alerts = self.run_dir().join("state/alerts.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| matches(&serde_json::from_str(l).unwrap_or_default()))
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("no alert {what} in {}:\n{text}", alerts.display());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn pin_dir(&self) -> &Path {
         &self.paths.pin_dir
     }
