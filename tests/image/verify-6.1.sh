@@ -5,8 +5,12 @@
 # image's kernel would refuse ("BPF program is too large", an unknown helper…) fails here in a minute,
 # with the verifier's last lines, instead of in the image boot test.
 #
-#   tests/image/verify-6.1.sh [--bin PATH] [--kernel VMLINUZ] [--timeout SECONDS] [--keep]
+#   tests/image/verify-6.1.sh [--arch x86_64|aarch64] [--bin PATH] [--kernel VMLINUZ] [--timeout SECONDS] [--keep]
 #
+#   --arch     the image's architecture (default x86_64). aarch64: the arm64 kernel of the aarch64 image in
+#              qemu-system-aarch64, a gateway-verify cross-built for aarch64-unknown-linux-gnu (default
+#              $CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/gateway-verify), its libraries from the
+#              cross toolchain (/usr/aarch64-linux-gnu/lib); the arm64 JIT is what runs the tail calls there
 #   --bin      gateway-verify to run (default $CARGO_TARGET_DIR/release/gateway-verify, CARGO_TARGET_DIR
 #              defaulting to target/; build it with cargo build --release -p gateway-dataplane --bin gateway-verify)
 #   --kernel   boot this kernel instead of the image's. Default: ./boot/vmlinuz-* of the newest
@@ -24,18 +28,27 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/gateway-verify"
+BIN="" ARCH=x86_64
 KERNEL="" TIMEOUT=300 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --arch) ARCH=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --kernel) KERNEL=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "verify-6.1: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+TD=${CARGO_TARGET_DIR:-$REPO/target}
+case "$ARCH" in
+  x86_64) DEB_ARCH=amd64 QEMU=qemu-system-x86_64 CONSOLE=ttyS0 BIN=${BIN:-$TD/release/gateway-verify}
+    MACHINE=(-machine q35 -cpu max) ;;
+  aarch64) DEB_ARCH=arm64 QEMU=qemu-system-aarch64 CONSOLE=ttyAMA0
+    BIN=${BIN:-$TD/aarch64-unknown-linux-gnu/release/gateway-verify} MACHINE=(-machine virt -cpu cortex-a72) ;;
+  *) echo "verify-6.1: --arch is x86_64 or aarch64, not $ARCH" >&2; exit 2 ;;
+esac
 
 # shellcheck source=tests/image/lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -52,7 +65,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 setup_fail() { log "SETUP FAILED: $*"; exit 2; }
 
-for t in qemu-system-x86_64 cpio ldd timeout dpkg-deb; do
+for t in "$QEMU" cpio ldd timeout dpkg-deb; do
   command -v "$t" >/dev/null || setup_fail "$t not found (scripts/setup-images.sh installs qemu-system-x86 and cpio)"
 done
 [ -x "$BIN" ] || setup_fail "no $BIN (cargo build --release -p gateway-dataplane --bin gateway-verify, or --bin)"
@@ -67,9 +80,9 @@ kernel_from_deb() {  # <linux-image-*.deb>: extracts its ./boot/vmlinuz-* into $
 }
 if [ -z "$KERNEL" ]; then
   # shellcheck disable=SC2012 # names are ours: base-<suite>-<arch>-<hex>.tar, linux-image-<abi>-amd64_<ver>_amd64.deb
-  BASE_TAR=$(ls -t "$CACHE"/base-bookworm-amd64-*.tar 2>/dev/null | head -n1 || true)
+  BASE_TAR=$(ls -t "$CACHE"/base-bookworm-$DEB_ARCH-*.tar 2>/dev/null | head -n1 || true)
   # shellcheck disable=SC2012
-  KERNEL_DEB=$(ls "$CACHE"/debs-bookworm-amd64/linux-image-[0-9]*-amd64_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+  KERNEL_DEB=$(ls "$CACHE"/debs-bookworm-$DEB_ARCH/linux-image-[0-9]*-${DEB_ARCH}_*.deb 2>/dev/null | sort -V | tail -n1 || true)
   if [ -n "$BASE_TAR" ]; then
     tar -xf "$BASE_TAR" -C "$RUN" --wildcards './boot/vmlinuz-*' || setup_fail "no ./boot/vmlinuz-* in $BASE_TAR"
     FROM=$(basename "$BASE_TAR")
@@ -77,16 +90,16 @@ if [ -z "$KERNEL" ]; then
     kernel_from_deb "$KERNEL_DEB" || setup_fail "no ./boot/vmlinuz-* in $KERNEL_DEB"
     FROM=$(basename "$KERNEL_DEB")
   else
-    log "no base-bookworm-amd64-*.tar in $CACHE (images/build.sh hw/qemu-x86_64.toml creates it):" \
+    log "no base-bookworm-$DEB_ARCH-*.tar in $CACHE (images/build.sh creates it):" \
       "downloading the kernel package from bookworm with apt-get"
-    ( cd "$RUN" && apt-get download -q linux-image-amd64/bookworm ) >&2 \
-      || setup_fail "apt-get download linux-image-amd64/bookworm failed; build the base with images/build.sh hw/qemu-x86_64.toml or pass --kernel"
-    # the metapackage depends on exactly one linux-image-<abi>-amd64 (= version)
-    DEP=$(dpkg-deb -f "$RUN"/linux-image-amd64_*.deb Depends | grep -oE 'linux-image-[0-9][^ ,]*-amd64 \(= [^)]+\)' | head -n1)
-    [ -n "$DEP" ] || setup_fail "linux-image-amd64 names no kernel package"
+    ( cd "$RUN" && apt-get download -q "linux-image-$DEB_ARCH:$DEB_ARCH/bookworm" ) >&2 \
+      || setup_fail "apt-get download linux-image-$DEB_ARCH/bookworm failed; build the base with images/build.sh or pass --kernel"
+    # the metapackage depends on exactly one linux-image-<abi>-<arch> (= version)
+    DEP=$(dpkg-deb -f "$RUN"/linux-image-${DEB_ARCH}_*.deb Depends | grep -oE "linux-image-[0-9][^ ,]*-$DEB_ARCH \(= [^)]+\)" | head -n1)
+    [ -n "$DEP" ] || setup_fail "linux-image-$DEB_ARCH names no kernel package"
     PKG=${DEP%% *} VER=${DEP##*= }; VER=${VER%)}
-    ( cd "$RUN" && apt-get download -q "$PKG=$VER" ) >&2 || setup_fail "apt-get download $PKG=$VER failed"
-    kernel_from_deb "$RUN/${PKG}_${VER}_amd64.deb" || setup_fail "no ./boot/vmlinuz-* in $PKG"
+    ( cd "$RUN" && apt-get download -q "$PKG:$DEB_ARCH=$VER" ) >&2 || setup_fail "apt-get download $PKG=$VER failed"
+    kernel_from_deb "$RUN/${PKG}_${VER}_$DEB_ARCH.deb" || setup_fail "no ./boot/vmlinuz-* in $PKG"
     FROM="$PKG $VER (apt-get download)"
   fi
   # shellcheck disable=SC2012 # kernel file names: vmlinuz-<release>
@@ -94,6 +107,11 @@ if [ -z "$KERNEL" ]; then
   log "kernel $(basename "$KERNEL") from $FROM"
 fi
 [ -f "$KERNEL" ] || setup_fail "no kernel $KERNEL"
+# Debian's arm64 vmlinuz may be gzip-compressed; QEMU's -kernel wants the Image (as images/build.sh does).
+if [ "$(head -c2 "$KERNEL" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+  gzip -dc "$KERNEL" > "$RUN/Image"
+  KERNEL="$RUN/Image"
+fi
 
 # --- 2. the initramfs: /init, its libraries, /dev/console ------------------------------------------------
 ROOT="$RUN/root"
@@ -101,11 +119,25 @@ mkdir -p "$ROOT/dev"
 cp "$BIN" "$ROOT/init"
 # ldd prints "name => /path (addr)" for libraries and "/path (addr)" for the dynamic loader; the vDSO has
 # no path. Copy each to the same path, symlinks resolved.
-LIBS=$(ldd "$BIN" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')
-for lib in $LIBS; do
-  mkdir -p "$ROOT$(dirname "$lib")"
-  cp -L "$lib" "$ROOT$lib"
-done
+# A cross-built aarch64 binary: its NEEDED libraries from the cross toolchain, into the paths the
+# aarch64 loader searches.
+if [ "$ARCH" = x86_64 ]; then
+  LIBS=$(ldd "$BIN" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')
+  for lib in $LIBS; do
+    mkdir -p "$ROOT$(dirname "$lib")"
+    cp -L "$lib" "$ROOT$lib"
+  done
+else
+  command -v aarch64-linux-gnu-readelf >/dev/null || setup_fail "aarch64-linux-gnu-readelf not found (scripts/setup-images.sh installs the cross toolchain)"
+  SYSROOT=/usr/aarch64-linux-gnu/lib
+  LIBS=$(aarch64-linux-gnu-readelf -d "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+  mkdir -p "$ROOT/lib/aarch64-linux-gnu"
+  for lib in $LIBS; do
+    cp -L "$SYSROOT/$lib" "$ROOT/lib/aarch64-linux-gnu/" || setup_fail "no $SYSROOT/$lib"
+  done
+  cp -L "$SYSROOT/ld-linux-aarch64.so.1" "$ROOT/lib/" || setup_fail "no $SYSROOT/ld-linux-aarch64.so.1"
+  LIBS="$LIBS ld-linux-aarch64.so.1"
+fi
 mknod "$ROOT/dev/console" c 5 1
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) > "$RUN/initramfs.cpio" \
   || setup_fail "cpio"
@@ -113,16 +145,16 @@ log "initramfs: $(du -k "$RUN/initramfs.cpio" | cut -f1) KiB (/init + $(echo "$L
 
 # --- 3. boot -------------------------------------------------------------------------------------------------
 ACCEL=tcg
-if [ -w /dev/kvm ] && grep -qE 'vmx|svm' /proc/cpuinfo; then ACCEL=kvm; fi
-log "booting $(basename "$KERNEL") in qemu-system-x86_64 ($ACCEL, limit ${TIMEOUT}s)"
+if [ "$ARCH" = x86_64 ] && [ -w /dev/kvm ] && grep -qE 'vmx|svm' /proc/cpuinfo; then ACCEL=kvm; fi
+log "booting $(basename "$KERNEL") in $QEMU ($ACCEL, limit ${TIMEOUT}s)"
 B0=$(date +%s)
 QEMU_RC=0
 # -nodefaults: no NIC, no VGA; the serial port is the only device we read. panic=-1 + -no-reboot end
 # QEMU even if /init dies before powering off.
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -nodefaults -machine q35 -accel "$ACCEL" -cpu max \
+timeout --kill-after=10 "$TIMEOUT" "$QEMU" -nodefaults "${MACHINE[@]}" -accel "$ACCEL" \
   -smp 1 -m 1024 -display none -nic none -no-reboot \
   -serial "file:$SERIAL" -kernel "$KERNEL" -initrd "$RUN/initramfs.cpio" \
-  -append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null || QEMU_RC=$?
+  -append "console=$CONSOLE panic=-1 quiet loglevel=3" </dev/null || QEMU_RC=$?
 log "VM ran for $(( $(date +%s) - B0 ))s"
 
 # --- 4. the verdict -----------------------------------------------------------------------------------------
