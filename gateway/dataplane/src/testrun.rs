@@ -73,6 +73,28 @@ fn xdp_md(frame_len: usize, ingress_ifindex: u32) -> [u32; 6] {
     [0, frame_len as u32, 0, ingress_ifindex, 0, 0]
 }
 
+/// The BPF_PROG_TEST_RUN syscall; the kernel fills `attr`'s outputs (retval, duration, data_size_out).
+///
+/// # Safety
+/// Every pointer in `attr` must reference memory alive for the call, writable where the kernel
+/// writes (`data_out` for `data_size_out` bytes).
+unsafe fn test_run(attr: &mut TestRunAttr) -> Result<(), DataplaneError> {
+    // SAFETY: `attr` is a BPF_PROG_TEST_RUN attribute of the size given; the caller vouches for
+    // the memory it points to.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(DataplaneError::TestRun(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 impl Runner {
     /// Runs `frame` `repeat` times as if it arrived on `ingress_ifindex`; returns the XDP action and
     /// the kernel's average time per run.
@@ -92,19 +114,9 @@ impl Runner {
             ctx_in: ctx.as_ptr() as u64,
             ..TestRunAttr::default()
         };
-        // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers reference `frame` and
-        // `ctx`, both alive for the call; no output buffers are given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(DataplaneError::TestRun(std::io::Error::last_os_error()));
-        }
+        // SAFETY: the pointers of `attr` reference `frame` and `ctx`, both alive for the call; no
+        // output buffers are given.
+        unsafe { test_run(&mut attr)? };
         Ok((attr.retval, Duration::from_nanos(attr.duration as u64)))
     }
 
@@ -129,18 +141,9 @@ impl Runner {
             ctx_in: ctx.as_ptr() as u64,
             ..TestRunAttr::default()
         };
-        // SAFETY: as in `run`; `out` is writable for `data_size_out` bytes and alive for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(DataplaneError::TestRun(std::io::Error::last_os_error()));
-        }
+        // SAFETY: the pointers of `attr` reference `frame`, `ctx` and `out`, all alive for the call;
+        // `out` is writable for `data_size_out` bytes.
+        unsafe { test_run(&mut attr)? };
         out.truncate(attr.data_size_out as usize);
         Ok((attr.retval, out))
     }
