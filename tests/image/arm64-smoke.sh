@@ -44,7 +44,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "TIMEOUT: overall limit of ${TIMEOUT}s reached"; exit 124' USR1
 trap 'exit 130' INT TERM
-( sleep "$TIMEOUT"; kill -USR1 $$ ) 2>/dev/null &
+# The watchdog kills its own sleep when cleanup ends it, and keeps off our stdout: an orphaned sleep
+# would otherwise hold test-images.sh's log pipe (and its tee) open for the whole TIMEOUT.
+( trap 'kill "$s" 2>/dev/null; exit 0' TERM; sleep "$TIMEOUT" & s=$!; wait "$s" && kill -USR1 $$ ) >/dev/null 2>&1 &
 WATCHDOG_PID=$!
 
 command -v qemu-system-aarch64 >/dev/null || { log "qemu-system-aarch64 not found (apt-get install qemu-system-arm)"; exit 2; }
